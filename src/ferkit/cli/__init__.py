@@ -1,0 +1,53 @@
+"""The ``ferkit`` command. Each verb lives in its own module with ``register(subparsers)``.
+
+Verb modules import only argparse at module level; their heavy imports happen inside the handler, so
+``ferkit --help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ferkit import __version__
+
+# Order here is the order in `ferkit --help`.
+_VERB_MODULES = ("data", "models", "train", "evaluate", "predict", "export", "explain", "study")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferkit", description="Facial expression recognition: data, training, evaluation, deployment."
+    )
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _VERB_MODULES:
+        importlib.import_module(f"ferkit.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from ferkit.errors import FerkitError
+
+    try:
+        return int(args.func(args) or 0)
+    except FerkitError as exc:
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ferkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""`ferkit data` (not implemented yet)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    pass

@@ -1,0 +1,67 @@
+"""Batched classification with optional test-time augmentation: the one place logits become probabilities."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ferkit.checkpoint import ModelConfig
+from ferkit.preprocess import faces_to_tensor
+
+TTA_MODES = ("none", "flip", "flip_crop")
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The augmented copies of a normalised batch whose predictions are averaged."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    views = [x]
+    if mode in ("flip", "flip_crop"):
+        views.append(x.flip(-1))
+    if mode == "flip_crop":
+        # Four corner crops of 7/8 the side, resized back: the shift jitter the model saw in training.
+        size = x.shape[-1]
+        crop = round(size * 7 / 8)
+        for dy, dx in ((0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)):
+            patch = x[..., dy:dy + crop, dx:dx + crop]
+            patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False)
+            views += [patch, patch.flip(-1)]
+    return views
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Mean logits over the TTA views of a normalised batch."""
+    views = tta_views(x, tta)
+    if len(views) == 1:
+        return model(x).float()
+    stacked = torch.cat(views)  # one big forward pass beats several small ones on CPU
+    return model(stacked).float().view(len(views), x.shape[0], -1).mean(0)
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def classify(model: nn.Module, faces: np.ndarray | torch.Tensor, config: ModelConfig, *,
+             tta: str | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
+             progress: bool = False) -> np.ndarray:
+    """uint8 faces -> N x num_classes probabilities (temperature-scaled as the checkpoint says)."""
+    tta = config.tta if tta is None else tta
+    n = len(faces)
+    out = np.empty((n, config.num_classes), dtype=np.float32)
+    batches = iter_batches(n, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(list(batches), desc="classify", unit="batch", leave=False)
+    model.eval()
+    for sl in batches:
+        x = faces_to_tensor(faces[sl], config, device)
+        logits = predict_logits(model, x, tta) / config.temperature
+        out[sl] = F.softmax(logits, dim=1).cpu().numpy()
+    return out

@@ -1,0 +1,57 @@
+"""From uint8 face crops to the model's input tensor, driven by the checkpoint's ModelConfig.
+
+Faces arrive as uint8 arrays N x H x W (grayscale) or N x H x W x 3 (RGB). Training, evaluation, the face
+pipeline and explanations all go through ``faces_to_tensor`` so a model always sees what it was trained on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferkit.checkpoint import ModelConfig
+
+# ITU-R BT.601 luma, the same weights OpenCV and Pillow use for RGB -> gray.
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def uint8_to_nchw(faces: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """N x H x W or N x H x W x C uint8 -> N x C x H x W uint8 tensor (no copy where possible)."""
+    t = torch.as_tensor(faces)
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim == 3:
+        return t[:, None]
+    if t.ndim == 4:
+        return t.permute(0, 3, 1, 2)
+    raise ValueError(f"expected faces as N x H x W or N x H x W x C, got shape {tuple(t.shape)}")
+
+
+def match_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Convert a float N x C x H x W batch to ``in_chans`` channels (RGB -> gray by luma, gray -> RGB by copy)."""
+    c = x.shape[1]
+    if c == in_chans:
+        return x
+    if c == 3 and in_chans == 1:
+        return (x * _LUMA.to(x)[None, :, None, None]).sum(1, keepdim=True)
+    if c == 1:
+        return x.expand(-1, in_chans, -1, -1)
+    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels")
+
+
+def normalize(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Float batch in [0, 255] -> the model's normalised input."""
+    mean = torch.tensor(config.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
+    std = torch.tensor(config.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
+    return (x - mean) / std
+
+
+def faces_to_tensor(faces: np.ndarray | torch.Tensor, config: ModelConfig,
+                    device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 faces (any size, gray or RGB) -> normalised float N x C x S x S on ``device``."""
+    x = uint8_to_nchw(faces).to(device=device, dtype=torch.float32)
+    x = match_channels(x, config.in_chans)
+    size = config.input_size
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return normalize(x, config).contiguous(memory_format=torch.channels_last)
