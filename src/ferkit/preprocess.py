@@ -51,7 +51,11 @@ def faces_to_tensor(faces: np.ndarray | torch.Tensor, config: ModelConfig,
     """uint8 faces (any size, gray or RGB) -> normalised float N x C x S x S on ``device``."""
     x = uint8_to_nchw(faces).to(device=device, dtype=torch.float32)
     x = match_channels(x, config.in_chans)
-    size = config.input_size
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return normalize(x, config).contiguous(memory_format=torch.channels_last)
+    return normalize(resize(x, config.input_size), config).contiguous(memory_format=torch.channels_last)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square resize with antialiasing; training and inference both use this, so they see the same pixels."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -1,6 +1,39 @@
-"""`ferkit evaluate` (not implemented yet)."""
+"""`ferkit evaluate`: every metric the field reports, as JSON or a table plus figures."""
 from __future__ import annotations
+
+import argparse
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset split",
+                       description="Evaluate a checkpoint (or a shipped model) on a dataset split.")
+    p.add_argument("--data", required=True, help="dataset path (FER2013 folder, zip or csv)")
+    p.add_argument("--split", default="publictest", help="split: train, publictest (= val), privatetest, test")
+    p.add_argument("--model", default="default", help="checkpoint file or shipped model name (default, fast)")
+    p.add_argument("--occlusion", help="evaluate with this occlusion mask (upper, lower, left, right, ...)")
+    p.add_argument("--tta", nargs="?", const="flip_crop", default=None,
+                   help="test-time augmentation: none, flip or flip_crop (bare --tta: flip_crop); "
+                        "default: what the checkpoint says")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for the confusion matrices, ROC curves and report")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the evaluation contract)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ferkit.evaluate import evaluate, format_report, write_reports
+
+    result = evaluate(args.model, args.data, args.split, tta=args.tta, occlusion=args.occlusion,
+                      batch_size=args.batch_size, device=args.device, progress=not args.json)
+    if args.out:
+        paths = write_reports(result, args.out)
+        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.metrics))
+    else:
+        print(format_report(result.metrics), end="")
+    return 0

@@ -1,0 +1,505 @@
+"""The training loop, top to bottom: batch, augment, forward, loss, backward, step, validate, checkpoint.
+
+The whole dataset lives in memory as one uint8 tensor (FER2013 train is 66 MB), so a batch is an index
+into it and augmentation runs as batched tensor ops on the training device: no worker processes, no
+JPEG decoding per epoch. Each epoch draws its shuffling and augmentation from generators seeded by
+(seed, epoch), which is what makes ``--resume`` land on bit-identical weights.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ferkit import __version__
+from ferkit.augment import AugmentConfig, augment, mix_batch
+from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
+from ferkit.data.dataset import FaceDataset
+from ferkit.errors import FerkitError
+from ferkit.inference import classify
+from ferkit.preprocess import match_channels, normalize, resize, uint8_to_nchw
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("onecycle", "cosine", "step", "plateau", "constant")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/ferkit"
+    model: str = "fernet"
+    input_size: int = 48
+    in_chans: int = 1
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 64  # per process under torchrun
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup_epochs: float = 2.0
+    step_size: int = 5  # step schedule: multiply by gamma every step_size epochs
+    gamma: float = 0.1
+    plateau_patience: int = 2  # plateau schedule: epochs without val-loss improvement before lr *= gamma
+    early_stop: int = 0  # stop after this many epochs without val improvement (0: never)
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    oversample: bool = False
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 disables
+    cutmix: float = 0.0
+    mix_prob: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    occlusion: float = 0.0  # probability of a random occlusion per image (robust training)
+    train_masks: list[str] = field(default_factory=list)  # fine-tune on faces with these masks ...
+    mask_prob: float = 0.5  # ... each image masked with this probability (the rest stay full faces)
+    mean: float = 0.5
+    std: float = 0.5
+    tta: str = "none"  # inference TTA written into the checkpoint config
+    crop_margin: float = 0.0
+    precision: str = "auto"  # auto, fp32, bf16, fp16
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    train_split: str = "train"
+    val_split: str = "publictest"
+    pretrained: str | None = None  # ImageNet state dict file (torchvision names)
+    finetune: str | None = None  # ferkit checkpoint to start from
+    freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
+    folds: int = 0
+    drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
+    device: str = "auto"
+    threads: int = 0
+    limit_steps: int = 0  # smoke runs: at most this many steps per epoch
+    resume: bool = False
+    progress: bool = True
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        if isinstance(data.get("augment"), dict):
+            aug = dict(data["augment"])
+            if "erase_area" in aug:
+                aug["erase_area"] = tuple(aug["erase_area"])
+            data["augment"] = AugmentConfig(**aug)
+        return cls(**data)
+
+
+# Named recipes: `ferkit train --recipe NAME` starts from these values; explicit flags override them.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": dict(
+        model="fernet", epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1, mixup=0.0, cutmix=1.0,
+        mix_prob=0.3, tta="flip",
+        augment=AugmentConfig(hflip=0.5, rotate=12, shift=0.08, zoom=0.12, shear=5, erase=0.4),
+    ),
+    "fast": dict(
+        model="fernet_s", epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1, cutmix=1.0,
+        mix_prob=0.3, tta="flip",
+        augment=AugmentConfig(hflip=0.5, rotate=12, shift=0.08, zoom=0.12, shear=5, erase=0.4),
+    ),
+}
+
+
+class TrainingDiverged(FerkitError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Small pieces the loop calls
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Distributed:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, ddp: Distributed) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and ddp.world > 1:
+        name = f"cuda:{ddp.local_rank}"
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """bf16 autocast only pays on CPUs with bf16 instructions: on this project's AVX2-only EPYC it ran
+    10x slower than fp32 (BENCHMARKS.md), so "auto" picks it only where the hardware has it."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise FerkitError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, plateau_scale: float) -> float:
+    """The learning rate at ``step`` as a multiple of cfg.lr. This is the only place the rate changes."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        # Smith's one-cycle: warm up from lr/25 over the first 30% (or warmup_epochs), cosine to ~0.
+        warm = max(1, int(steps_per_epoch * cfg.warmup_epochs) if cfg.warmup_epochs else int(0.3 * total))
+        if step < warm:
+            return 0.04 + 0.96 * step / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+    warm = int(steps_per_epoch * cfg.warmup_epochs)
+    warmup = min(1.0, (step + 1) / warm) if warm else 1.0
+    if cfg.schedule == "cosine":
+        progress = max(0.0, (step - warm) / max(1, total - warm))
+        return warmup * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if cfg.schedule == "step":
+        return warmup * cfg.gamma ** (step // steps_per_epoch // cfg.step_size)
+    if cfg.schedule == "plateau":
+        return warmup * plateau_scale
+    if cfg.schedule == "constant":
+        return warmup
+    raise FerkitError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def class_weight_vector(labels: np.ndarray, k: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised so a balanced dataset gets all ones."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    weights = len(labels) / (k * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def epoch_order(labels: torch.Tensor, oversample: bool, gen: torch.Generator) -> torch.Tensor:
+    """A shuffled index over the training set; with oversampling, drawn with class-balancing weights."""
+    n = len(labels)
+    if not oversample:
+        return torch.randperm(n, generator=gen)
+    counts = torch.bincount(labels).float()
+    weights = 1.0 / counts[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
+    loss = -(targets * F.log_softmax(logits.float(), dim=1)).sum(1)
+    if class_weights is not None:
+        loss = loss * (targets @ class_weights)
+    return loss.mean()
+
+
+def apply_occlusion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Hide face regions (pixel units, before normalisation) for occlusion fine-tuning and robust training."""
+    from ferkit.occlusion import apply_mask, random_occlusion
+
+    if cfg.train_masks:
+        n = x.shape[0]
+        choice = torch.randint(len(cfg.train_masks), (n,), generator=gen)
+        masked = torch.rand(n, generator=gen) < cfg.mask_prob
+        for i, name in enumerate(cfg.train_masks):
+            sel = (masked & (choice == i)).to(x.device)
+            if sel.any():
+                x = torch.where(sel.view(-1, 1, 1, 1), apply_mask(x, name), x)
+    if cfg.occlusion > 0:
+        x = random_occlusion(x, cfg.occlusion, gen)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run
+
+
+def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelConfig:
+    return ModelConfig(
+        arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
+        labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,
+        model_kwargs=dict(cfg.model_kwargs), tta=cfg.tta, crop_margin=cfg.crop_margin,
+    )
+
+
+def prepare_model(cfg: TrainConfig, mcfg: ModelConfig) -> nn.Module:
+    model = build_model(mcfg)
+    if cfg.pretrained:
+        from ferkit.models.pretrained import load_pretrained
+
+        load_pretrained(model, cfg.pretrained, in_chans=mcfg.in_chans, num_classes=mcfg.num_classes)
+    if cfg.finetune:
+        ckpt = load_checkpoint(cfg.finetune)
+        other = ModelConfig.from_dict(ckpt["config"])
+        if other.arch != mcfg.arch or other.labels != mcfg.labels:
+            raise FerkitError(
+                f"--finetune {cfg.finetune} holds a {other.arch} for labels {other.labels}; this run trains a "
+                f"{mcfg.arch} for labels {mcfg.labels}"
+            )
+        load_state_dict_checked(model, ckpt["state_dict"], source=cfg.finetune)
+    if cfg.freeze:
+        from ferkit.models.pretrained import freeze_blocks
+
+        freeze_blocks(model, cfg.freeze)
+    return model
+
+
+def train(cfg: TrainConfig, dataset: FaceDataset | None = None) -> dict[str, Any]:
+    """Train as ``cfg`` says; returns the summary also written to ``summary.json`` in the run folder."""
+    if dataset is None:
+        from ferkit.data import load_dataset
+
+        dataset = load_dataset(cfg.data, drop=tuple(cfg.drop))
+    if cfg.folds and cfg.folds > 1:
+        return train_folds(cfg, dataset)
+    train_ds = dataset.split(cfg.train_split)
+    val_ds = dataset.split(cfg.val_split) if cfg.val_split else None
+    return run(cfg, train_ds, val_ds, dataset.label_names)
+
+
+def train_folds(cfg: TrainConfig, dataset: FaceDataset) -> dict[str, Any]:
+    """Stratified K-fold cross-validation on the training split; mean and std of the best fold scores."""
+    from sklearn.model_selection import StratifiedKFold
+
+    train_ds = dataset.split(cfg.train_split)
+    folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
+    results = []
+    for k, (tr, va) in enumerate(folds.split(np.zeros(len(train_ds)), train_ds.labels), start=1):
+        fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "folds": 0, "out": str(Path(cfg.out) / f"fold{k}")})
+        log.info("fold %d/%d: %d train, %d validation images", k, cfg.folds, len(tr), len(va))
+        results.append(run(fold_cfg, train_ds.subset(tr), train_ds.subset(va), dataset.label_names))
+    scores = np.array([r["best_val_accuracy"] for r in results])
+    summary = {"folds": cfg.folds, "fold_accuracy": scores.tolist(), "mean_accuracy": float(scores.mean()),
+               "std_accuracy": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0, "run_dir": cfg.out}
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out) / "folds.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
+        label_names: tuple[str, ...]) -> dict[str, Any]:
+    ddp = setup_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(cfg.device, ddp)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+    mcfg = model_config_for(cfg, label_names)
+    torch.manual_seed(cfg.seed)
+    model = prepare_model(cfg, mcfg).to(device)
+    mem = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=mem)
+    optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+
+    # Resume: everything that decides the rest of the run comes from last.pt.
+    start_epoch, best, stale, plateau_scale, best_val_loss, history = 0, -1.0, 0, 1.0, math.inf, []
+    if cfg.resume and (out / "last.pt").exists():
+        ckpt = load_checkpoint(out / "last.pt")
+        load_state_dict_checked(model, ckpt["state_dict"], source=str(out / "last.pt"))
+        st = ckpt["train_state"]
+        optimizer.load_state_dict(st["optimizer"])
+        start_epoch, best, stale = st["epoch"] + 1, st["best"], st["stale"]
+        plateau_scale, best_val_loss, history = st["plateau_scale"], st["best_val_loss"], st["history"]
+        torch.set_rng_state(st["torch_rng"])
+        log.info("resumed %s at epoch %d (best %.4f)", out, start_epoch + 1, best)
+    elif cfg.resume:
+        log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
+
+    train_model: nn.Module = model
+    if ddp.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    images = uint8_to_nchw(train_ds.images).to(device)  # uint8 N x C x H x W, resident for the whole run
+    labels = torch.as_tensor(train_ds.labels, dtype=torch.long)
+    k = len(label_names)
+    class_w = class_weight_vector(train_ds.labels, k).to(device) if cfg.class_weights else None
+    fill = cfg.mean * 255.0  # erased and occluded pixels: black for occlusion (explicit), mean grey for erasing
+    steps_per_epoch = len(labels) // (cfg.batch_size * ddp.world)
+    if cfg.limit_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.limit_steps)
+    if steps_per_epoch == 0:
+        raise FerkitError(f"{len(labels)} training images are fewer than one batch of {cfg.batch_size}; "
+                          f"use a smaller --batch-size")
+    if ddp.main:
+        write_run_config(out, cfg, mcfg, len(train_ds), len(val_ds) if val_ds is not None else 0)
+
+    bar = None
+    if cfg.progress and ddp.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, unit="step", dynamic_ncols=True,
+                   desc=f"train {cfg.model}")
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws
+        order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # same order on every rank
+        aug_gen = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 64 + ddp.rank)
+        order = epoch_order(labels, cfg.oversample, order_gen)[ddp.rank::ddp.world]
+        train_model.train()
+        t_epoch, t_data, seen, loss_sum, correct = time.perf_counter(), 0.0, 0, 0.0, 0
+        for step in range(steps_per_epoch):
+            t0 = time.perf_counter()
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            y = labels[idx].to(device)
+            x = match_channels(images[idx.to(device)].float(), mcfg.in_chans)
+            x = augment(x, cfg.augment, aug_gen, fill=fill)
+            if cfg.train_masks or cfg.occlusion > 0:
+                x = apply_occlusion(x, cfg, aug_gen)
+            x = normalize(resize(x, mcfg.input_size), mcfg).contiguous(memory_format=mem)
+            targets = F.one_hot(y, k).float()
+            x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, aug_gen)
+            if cfg.label_smoothing:
+                targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
+            lr = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + step, steps_per_epoch, plateau_scale)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t1 = time.perf_counter()
+            t_data += t1 - t0
+            try:
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    logits = train_model(x)
+                loss = soft_cross_entropy(logits, targets, class_w)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
+                        f"good checkpoint is {out / 'last.pt'}. Try a lower --lr (now {cfg.lr}) or --precision fp32."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+            except torch.OutOfMemoryError as exc:
+                raise FerkitError(f"out of memory at batch size {cfg.batch_size}; try --batch-size "
+                                  f"{max(1, cfg.batch_size // 2)}") from exc
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss_sum / seen:.3f}",
+                                img_s=f"{seen * ddp.world / (time.perf_counter() - t_epoch):.0f}", refresh=False)
+        train_time = time.perf_counter() - t_epoch
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "images_per_s": seen * ddp.world / train_time, "data_share": t_data / train_time,
+               "epoch_s": train_time}
+        if val_ds is not None:
+            row.update(validate(model, mcfg, val_ds, device))
+        row["epoch_s"] = time.perf_counter() - t_epoch
+        history.append(row)
+
+        score = row.get("val_accuracy", row["train_accuracy"])
+        improved = score > best
+        best, stale = (score, 0) if improved else (best, stale + 1)
+        if cfg.schedule == "plateau" and "val_loss" in row:
+            if row["val_loss"] < best_val_loss - 1e-4:
+                best_val_loss = row["val_loss"]
+            elif stale and stale % cfg.plateau_patience == 0:
+                plateau_scale *= cfg.gamma
+        if ddp.main:
+            meta = {"epoch": epoch + 1, "metrics": row, "command": cfg.command, "ferkit": __version__}
+            if improved:
+                save_checkpoint(out / "best.pt", model, mcfg, meta=meta)
+            state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "best": best, "stale": stale,
+                     "plateau_scale": plateau_scale, "best_val_loss": best_val_loss, "history": history,
+                     "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}
+            save_checkpoint(out / "last.pt", model, mcfg, meta=meta, train_state=state)
+            write_history(out, history)
+            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if cfg.early_stop and stale >= cfg.early_stop:
+            log.info("early stop: no improvement for %d epochs", stale)
+            break
+    if bar is not None:
+        bar.close()
+    summary = {"run_dir": str(out), "best_val_accuracy": best, "epochs_run": len(history),
+               "best_epoch": 1 + int(np.argmax([h.get("val_accuracy", h["train_accuracy"]) for h in history]))
+               if history else 0,
+               "train_seconds": float(sum(h["epoch_s"] for h in history))}
+    if ddp.main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device) -> dict[str, float]:
+    """Plain (no TTA) validation through the same classify() that inference uses."""
+    probs = classify(model, val_ds.images, mcfg, tta="none", device=device)
+    y = val_ds.labels
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return {"val_loss": float(-np.log(p_true).mean()), "val_accuracy": float((probs.argmax(1) == y).mean())}
+
+
+def write_run_config(out: Path, cfg: TrainConfig, mcfg: ModelConfig, n_train: int, n_val: int) -> None:
+    info = {"command": cfg.command or " ".join(sys.argv), "train": cfg.to_dict(), "model": mcfg.to_dict(),
+            "n_train": n_train, "n_val": n_val, "ferkit": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    (out / "config.json").write_text(json.dumps(info, indent=2))
+
+
+def write_history(out: Path, history: list[dict[str, float]]) -> None:
+    with open(out / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    from ferkit.plots.training import plot_curves
+
+    plot_curves(history, out / "curves.png")
