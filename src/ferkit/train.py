@@ -109,13 +109,13 @@ class TrainConfig:
 # Named recipes: `ferkit train --recipe NAME` starts from these values; explicit flags override them.
 RECIPES: dict[str, dict[str, Any]] = {
     "default": dict(
-        model="fernet", epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+        model="fernet", input_size=40, epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1, mixup=0.0, cutmix=1.0,
         mix_prob=0.3, tta="flip",
         augment=AugmentConfig(hflip=0.5, rotate=12, shift=0.08, zoom=0.12, shear=5, erase=0.4),
     ),
     "fast": dict(
-        model="fernet_s", epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+        model="fernet_s", input_size=40, epochs=40, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1, cutmix=1.0,
         mix_prob=0.3, tta="flip",
         augment=AugmentConfig(hflip=0.5, rotate=12, shift=0.08, zoom=0.12, shear=5, erase=0.4),
