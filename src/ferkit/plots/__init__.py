@@ -1,0 +1,1 @@
+"""Matplotlib figures (Agg backend, imported only where a figure is drawn)."""
