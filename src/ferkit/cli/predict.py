@@ -34,6 +34,8 @@ def register(sub) -> None:
                    help="images decoded and classified together: their faces share batched forward passes")
     p.add_argument("--min-face", type=int, default=20, metavar="PX",
                    help="faces smaller than this are reported without an emotion")
+    p.add_argument("--max-side", type=int, default=480, metavar="PX",
+                   help="detect on images downscaled to this longer side (raise it for small faces in big photos)")
     p.add_argument("--crop-margin", type=float, default=None,
                    help="override the model's face-crop margin (fraction of the face box on each side)")
     p.set_defaults(func=run)
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                           + ("" if args.recursive else " (add --recursive to search sub-folders)"))
     try:
         rec = Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
-                         detector_model=args.detector_model, min_face=args.min_face, crop_margin=args.crop_margin)
+                         detector_model=args.detector_model, min_face=args.min_face, crop_margin=args.crop_margin,
+                         max_side=args.max_side)
     except FerkitError as exc:
         # A detector or model that cannot load fails every input the same way: say so once on stderr and
         # still give each input its error entry, so --json / --csv consumers get the contract's shape.
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             print(_summary(r))
     where = [f"CSV in {args.csv}"] if args.csv else []
     where += [f"annotated images in {args.save_annotated}"] if args.save_annotated and rec else []
-    print(f"ferkit predict: {len(records)} images, {n_faces} faces, {failed} unreadable"
+    print(f"ferkit predict: {_count(len(records), 'image')}, {_count(n_faces, 'face')}, {failed} unreadable"
           + (f"; {', '.join(where)}" if where else ""), file=sys.stderr)
     return 1 if failed == len(records) else 0
 
@@ -123,6 +126,10 @@ def _predict_all(rec, inputs: list, args: argparse.Namespace) -> list[dict]:
         bar.update(len(chunk))
     bar.close()
     return records
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _expand(paths: list[str], recursive: bool, suffixes: frozenset[str]):

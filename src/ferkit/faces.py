@@ -1,0 +1,382 @@
+"""Face detection, alignment and cropping.
+
+Detectors share one small interface: ``detect(image, color="bgr") -> list[Detection]`` with boxes in the
+input image's pixel coordinates.
+
+- ``haar``: OpenCV's bundled frontal-face cascade; needs nothing downloaded, misses turned and small faces.
+- ``yunet``: OpenCV's ``FaceDetectorYN`` with the YuNet ONNX model (230 kB): better recall, 5 landmarks, faster.
+- ``none``: the whole image is the face (pre-cropped datasets such as FER2013).
+- ``auto``: YuNet when its model file is available, otherwise Haar.
+
+Large images are downscaled to ``max_side`` for detection and boxes are mapped back, so a 12-megapixel photo
+costs what a 480-pixel one does. OpenCV detector objects keep per-call state (input size), so each thread gets
+its own instance; a detector can be shared by a web server's worker threads.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+log = logging.getLogger(__name__)
+
+DETECTORS = ("auto", "yunet", "haar", "none")
+
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+)
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+
+#: Landmark order of ``Detection.landmarks`` (YuNet's): the eye on the image's left first.
+LANDMARK_NAMES = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
+
+# Detection runs on images no larger than this (boxes are mapped back to full resolution). Detection cost grows
+# with the pixel count and dominates a frame's latency: at 480, a 640 x 480 frame is detected in half the time
+# of full resolution while faces down to about 13 pixels (far below what can be classified) are still found;
+# in a photo, faces down to about 1/40 of its longer side. Raise it (max_side=, --max-side) for group photos
+# with small faces. YuNet also finds very close-up faces more reliably after downscaling.
+DEFAULT_MAX_SIDE = 480
+
+
+class DetectorError(FerkitError):
+    """A detector that cannot run here: unknown name, missing or corrupt model file."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` is (x, y, w, h) in input pixels (may extend past the border for cut faces),
+    ``landmarks`` 5 x 2 (x, y) in LANDMARK_NAMES order or None when the detector gives none."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = field(default=None, compare=False)
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detectors
+
+
+class _ThreadLocalDetector:
+    """Base for detectors wrapping an OpenCV object that must not be shared between threads."""
+
+    name = "base"
+
+    def __init__(self, *, min_face: int, max_side: int | None):
+        self.min_face = int(min_face)
+        self.max_side = max_side
+        self._local = threading.local()
+
+    def _engine(self):
+        engine = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._local.engine = self._create_engine()
+        return engine
+
+    def _create_engine(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
+        small, scale = downscale(image, self.max_side)  # before the colour conversion: fewer pixels to copy
+        # The detector sees the downscaled image, so its minimum face shrinks with it.
+        found = self._detect(_as_bgr(small, color), max(1, round(self.min_face * scale)))
+        if scale != 1.0:
+            found = [_rescale(d, 1.0 / scale) for d in found]
+        return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+    def _detect(self, bgr: np.ndarray, min_face: int) -> list[Detection]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class HaarDetector(_ThreadLocalDetector):
+    """OpenCV's frontal-face Haar cascade. It gives no confidence, so ``score`` is always 1.0."""
+
+    name = "haar"
+
+    def __init__(self, *, min_face: int = 20, max_side: int | None = DEFAULT_MAX_SIDE, scale_factor: float = 1.1,
+                 min_neighbors: int = 6, cascade: str | Path | None = None):
+        super().__init__(min_face=min_face, max_side=max_side)
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        default = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade_path = Path(cascade) if cascade else default
+        self._create_engine()  # fail now, at construction, rather than on the first image
+
+    def _create_engine(self) -> cv2.CascadeClassifier:
+        cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if cascade.empty():
+            raise DetectorError(f"cannot load the Haar cascade {self.cascade_path}")
+        return cascade
+
+    def _detect(self, bgr: np.ndarray, min_face: int) -> list[Detection]:
+        # Histogram equalisation is what the cascade was trained with; it recovers dim and low-contrast faces.
+        gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        boxes = self._engine().detectMultiScale(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_face, min_face)
+        )
+        return [Detection(tuple(float(v) for v in b), 1.0, None) for b in boxes]
+
+
+class YuNetDetector(_ThreadLocalDetector):
+    """OpenCV's ``FaceDetectorYN`` with the YuNet model: boxes, scores and 5 landmarks."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path, *, min_face: int = 20, max_side: int | None = DEFAULT_MAX_SIDE,
+                 score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000):
+        super().__init__(min_face=min_face, max_side=max_side)
+        self.model_path = Path(model_path)
+        # 0.6 rather than opencv_zoo's 0.9: turned, shouting and low-contrast faces score 0.5-0.8 and
+        # non-faces in the test photos stay below 0.5.
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self._create_engine()
+
+    def _create_engine(self) -> cv2.FaceDetectorYN:
+        try:
+            return cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+            )
+        except cv2.error as exc:
+            raise DetectorError(
+                f"cannot load the YuNet model {self.model_path}: {exc.err or exc}; "
+                f"{_yunet_instructions(self.model_path)}"
+            ) from exc
+
+    def _detect(self, bgr: np.ndarray, min_face: int) -> list[Detection]:
+        engine = self._engine()
+        h, w = bgr.shape[:2]
+        engine.setInputSize((w, h))
+        _, faces = engine.detect(bgr)
+        if faces is None:
+            return []
+        out = []
+        for row in faces:
+            box = tuple(float(v) for v in row[:4])
+            if min(box[2], box[3]) < min_face:
+                continue
+            out.append(Detection(box, float(row[14]), row[4:14].reshape(5, 2).astype(np.float32)))
+        return out
+
+
+class WholeImageDetector:
+    """``none``: the input already is a face crop; the whole image is one face."""
+
+    name = "none"
+
+    def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
+        h, w = image.shape[:2]
+        return [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
+
+
+def create_detector(name: str = "auto", *, model_path: str | Path | None = None, min_face: int = 20,
+                    max_side: int | None = DEFAULT_MAX_SIDE, download: bool = True) -> FaceDetector:
+    """Build a detector by name. ``auto`` is YuNet when its model is available (never downloads), else Haar.
+
+    ``model_path`` is the YuNet ONNX file; without it ferkit looks in its cache dir and, for an explicit
+    ``yunet`` with ``download=True`` and no ``FERKIT_OFFLINE=1``, downloads it there (SHA-256 pinned).
+    """
+    if name not in DETECTORS:
+        raise DetectorError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    if name == "none":
+        return WholeImageDetector()
+    if name == "haar":
+        return HaarDetector(min_face=min_face, max_side=max_side)
+    if name == "auto":
+        path = find_yunet_model(model_path)
+        if path is None:
+            log.info("YuNet model not found, using the Haar cascade; %s", _yunet_instructions())
+            return HaarDetector(min_face=min_face, max_side=max_side)
+        return YuNetDetector(path, min_face=min_face, max_side=max_side)
+    path = find_yunet_model(model_path) or (download_yunet() if download and model_path is None else None)
+    if path is None:
+        raise DetectorError(f"the YuNet model file is not available; {_yunet_instructions(model_path)}")
+    return YuNetDetector(path, min_face=min_face, max_side=max_side)
+
+
+def describe_detector(detector: FaceDetector) -> str:
+    """E.g. 'yunet (/home/u/.cache/ferkit/models/face_detection_yunet_2023mar.onnx)'."""
+    path = getattr(detector, "model_path", None)
+    return f"{detector.name} ({path})" if path else detector.name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The YuNet model file
+
+
+def yunet_cache_path() -> Path:
+    from ferkit.paths import cache_dir
+
+    return cache_dir("models") / YUNET_FILE
+
+
+def find_yunet_model(path: str | Path | None = None) -> Path | None:
+    """The user's file (which must exist) or the cached one; None when neither is there."""
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise DetectorError(f"YuNet model {path} not found; {_yunet_instructions(path)}")
+        return path
+    cached = yunet_cache_path()
+    return cached if cached.is_file() else None
+
+
+def download_yunet(dest: str | Path | None = None, *, timeout: float = 30.0,
+                   opener: Callable[..., object] = urllib.request.urlopen) -> Path:
+    """Download YuNet into the cache, checking its SHA-256; DetectorError (with instructions) when offline."""
+    dest = Path(dest) if dest else yunet_cache_path()
+    if os.environ.get("FERKIT_OFFLINE", "") not in ("", "0"):
+        raise DetectorError(f"FERKIT_OFFLINE is set, not downloading YuNet; {_yunet_instructions()}")
+    log.info("downloading the YuNet face detector (230 kB) from %s", YUNET_URL)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, opener(YUNET_URL, timeout=timeout) as response:
+            shutil.copyfileobj(response, out)
+        digest = sha256_file(Path(tmp))
+        if digest != YUNET_SHA256:
+            raise DetectorError(f"downloaded YuNet has SHA-256 {digest}, expected {YUNET_SHA256}; not using it")
+        os.replace(tmp, dest)
+    except OSError as exc:  # URLError, timeouts and socket errors are all OSErrors
+        raise DetectorError(f"cannot download YuNet ({exc}); {_yunet_instructions()}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _yunet_instructions(given: str | Path | None = None) -> str:
+    where = yunet_cache_path()
+    text = (
+        f"download {YUNET_URL} (SHA-256 {YUNET_SHA256}) to {where}, or pass its path with --detector-model FILE "
+        f"(Python: detector_model=...)"
+    )
+    return text if given is None else f"check the path, or {text}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Geometry: downscaling for detection, alignment and cropping
+
+
+def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Shrink so the longer side is at most ``max_side``; returns the image and the scale applied."""
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image, 1.0
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # INTER_AREA averages source pixels; bilinear would alias fine detail into false faces.
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _rescale(d: Detection, s: float) -> Detection:
+    x, y, w, h = d.box
+    lm = None if d.landmarks is None else d.landmarks * s
+    return Detection((x * s, y * s, w * s, h * s), d.score, lm)
+
+
+def eye_angle(landmarks: np.ndarray | None) -> float:
+    """Roll of the face in radians: the angle of the line from the image-left eye to the image-right eye."""
+    if landmarks is None:
+        return 0.0
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return math.atan2(float(ry - ly), float(rx - lx))
+
+
+def crop_matrix(det: Detection, size: int, margin: float, align: bool = True) -> np.ndarray:
+    """The 2 x 3 affine map from image pixels to a ``size`` x ``size`` face crop.
+
+    The crop is a square of side ``max(w, h) * (1 + 2 * margin)`` centred on the box and, when ``align`` and
+    landmarks exist, rotated about the box centre so the eyes are level. ``max(w, h)``: YuNet's boxes are
+    taller than wide (brow to chin) and Haar's are square, and their longer sides agree within a few percent,
+    so one margin suits both detectors.
+    """
+    x, y, w, h = det.box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    k = size / side
+    theta = eye_angle(det.landmarks) if align else 0.0
+    c, s = math.cos(theta), math.sin(theta)
+    # out = k * R(-theta) @ (p - centre) + centre_out, in OpenCV's pixel-index coordinates: boxes are in edge
+    # coordinates (a pixel spans [i, i + 1)), so both centres move by half a pixel.
+    rot = np.array([[c, s], [-s, c]]) * k
+    half = (size - 1) / 2.0
+    t = np.array([half, half]) - rot @ np.array([cx - 0.5, cy - 0.5])
+    return np.hstack([rot, t[:, None]])
+
+
+def crop_face(image: np.ndarray, det: Detection, size: int, margin: float = 0.0, align: bool = True) -> np.ndarray:
+    """A ``size`` x ``size`` face crop (same channels as ``image``), rotated upright and antialiased.
+
+    Downscaling by a large factor in one warp would alias, so large faces are first area-resampled from a
+    region just around the crop, then rotated at about the output scale.
+    """
+    m = crop_matrix(det, size, margin, align)
+    k = float(np.hypot(m[0, 0], m[0, 1]))
+    if k >= 0.5:
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Region of the source covered by the rotated crop square (its bounding box, one pixel of slack).
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64) - [0.5, 0.5, 0]
+    src = corners @ inv.T
+    H, W = image.shape[:2]
+    x0, y0 = np.floor(src.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(src.max(0)).astype(int) + 2
+    x0c, y0c, x1c, y1c = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+    if x1c <= x0c or y1c <= y0c:  # the face lies entirely outside the image: nothing better than a warp
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    roi = image[y0c:y1c, x0c:x1c]
+    rw, rh = max(1, round(roi.shape[1] * k)), max(1, round(roi.shape[0] * k))
+    small = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
+    kx, ky = rw / roi.shape[1], rh / roi.shape[0]
+    # Compose: small-pixel -> source-pixel (undo the area resize, pixel-centre aware) -> crop pixel.
+    to_src = np.array([[1 / kx, 0, x0c + 0.5 / kx - 0.5], [0, 1 / ky, y0c + 0.5 / ky - 0.5], [0, 0, 1]])
+    m_small = m @ to_src
+    out = cv2.warpAffine(small, m_small, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def crop_faces(image: np.ndarray, detections: Sequence[Detection], size: int, margin: float = 0.0,
+               align: bool = True) -> np.ndarray:
+    """All faces of one image as an N x size x size [x C] uint8 array."""
+    shape = (len(detections), size, size) + image.shape[2:]
+    out = np.empty(shape, dtype=np.uint8)
+    for i, det in enumerate(detections):
+        out[i] = crop_face(image, det, size, margin, align)
+    return out
+
+
+def _as_bgr(image: np.ndarray, color: str) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if color == "rgb":
+        return np.ascontiguousarray(image[..., 2::-1])
+    return image if image.shape[2] == 3 else np.ascontiguousarray(image[..., :3])

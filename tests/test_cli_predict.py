@@ -1,0 +1,115 @@
+"""`ferkit predict`: the JSON contract of DESIGN.md section 3, per-file errors, and the output options."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ferkit.assets import sample_image_path
+from ferkit.checkpoint import ModelConfig, save_checkpoint
+from ferkit.cli import main
+from ferkit.labels import EMOTIONS
+from ferkit.models import create_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "seeded.pt"
+    save_checkpoint(path, create_model("baseline_cnn"), ModelConfig(arch="baseline_cnn"))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """Two good photos (one face, no face), and every kind of bad file."""
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    sample = Image.open(sample_image_path())
+    sample.save(d / "hopper.jpg")
+    Image.new("RGB", (120, 90), (30, 120, 200)).save(d / "sky.png")
+    (d / "empty.jpg").write_bytes(b"")
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)).save(jpeg, "JPEG")
+    (d / "truncated.jpg").write_bytes(jpeg.getvalue()[:2000])
+    (d / "notes.png").write_text("this is text, not a picture\n")
+    sample.save(d / "sub" / "nested.webp")
+    return d
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["predict", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def common(checkpoint, yunet_model) -> list[str]:
+    return ["--model", str(checkpoint), "--detector", "yunet", "--detector-model", str(yunet_model)]
+
+
+def test_json_contract_with_bad_files_in_the_run(capsys, folder, checkpoint, yunet_model):
+    code, out, err = run(capsys, str(folder), str(folder / "missing.jpg"), "--json",
+                         *common(checkpoint, yunet_model))
+    assert code == 0
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert list(records) == ["empty.jpg", "hopper.jpg", "notes.png", "sky.png", "truncated.jpg", "missing.jpg"]
+    for name, words in [("empty.jpg", "empty"), ("notes.png", "not an image"), ("truncated.jpg", "truncated"),
+                        ("missing.jpg", "no such file")]:
+        assert set(records[name]) == {"path", "error"} and words in records[name]["error"]
+    assert records["sky.png"] == {"path": str(folder / "sky.png"), "faces": []}  # no face is not an error
+    (face,) = records["hopper.jpg"]["faces"]
+    assert set(face) == {"box", "score", "landmarks", "emotion", "probs"}
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and set(face["probs"]) == set(EMOTIONS)
+    assert "detector yunet" in err and "4 unreadable" in err
+
+
+def test_exit_code_is_nonzero_only_when_every_input_failed(capsys, folder, checkpoint, yunet_model):
+    code, out, _ = run(capsys, str(folder / "empty.jpg"), str(folder / "notes.png"), "--json",
+                       *common(checkpoint, yunet_model))
+    assert code == 1 and all("error" in r for r in json.loads(out))
+
+
+def test_recursive_and_detector_none(capsys, folder, checkpoint):
+    _, out, err = run(capsys, str(folder), "--recursive", "--json", "--detector", "none", "--model", str(checkpoint))
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert "nested.webp" in records and "detector none" in err
+    assert records["sky.png"]["faces"][0]["box"] == [0, 0, 120, 90]
+
+
+def test_csv_and_annotated_images(capsys, folder, checkpoint, yunet_model, tmp_path):
+    table, annotated = tmp_path / "faces.csv", tmp_path / "annotated"
+    code, _, err = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), str(folder / "empty.jpg"),
+                       "--csv", str(table), "--save-annotated", str(annotated), *common(checkpoint, yunet_model))
+    assert code == 0 and str(table) in err
+    rows = list(csv.DictReader(table.open()))
+    assert [Path(r["path"]).name for r in rows] == ["hopper.jpg", "empty.jpg"]  # one row per face or error
+    assert rows[0]["emotion"] in EMOTIONS and rows[1]["error"]
+    assert sorted(p.name for p in annotated.iterdir()) == ["hopper.jpg", "sky.png"]
+
+
+def test_plain_output_names_each_file(capsys, folder, checkpoint, yunet_model):
+    _, out, _ = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), *common(checkpoint, yunet_model))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{folder / 'hopper.jpg'}: ") and " at [" in lines[0]
+    assert lines[1] == f"{folder / 'sky.png'}: no face"
+
+
+def test_missing_yunet_offline_fails_each_input_clearly(capsys, folder, checkpoint, monkeypatch):
+    monkeypatch.setenv("FERKIT_OFFLINE", "1")
+    code, out, err = run(capsys, str(folder / "hopper.jpg"), "--json", "--detector", "yunet",
+                         "--model", str(checkpoint))
+    (record,) = json.loads(out)
+    assert code == 1 and "--detector-model" in record["error"] and "--detector-model" in err
+
+
+def test_auto_falls_back_to_haar_and_says_so(capsys, folder, checkpoint):
+    _, out, err = run(capsys, str(folder / "hopper.jpg"), "--json", "--model", str(checkpoint))
+    assert "detector haar" in err
+    (face,) = json.loads(out)[0]["faces"]
+    assert face["landmarks"] is None
