@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ferkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `ferkit ... --json | head`: the reader left; not an error worth a traceback.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
