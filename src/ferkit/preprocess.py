@@ -17,6 +17,8 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 def uint8_to_nchw(faces: np.ndarray | torch.Tensor) -> torch.Tensor:
     """N x H x W or N x H x W x C uint8 -> N x C x H x W uint8 tensor (no copy where possible)."""
+    if isinstance(faces, np.ndarray) and not faces.flags.writeable:
+        faces = faces.copy()  # torch cannot share memory with read-only arrays (e.g. from Pillow)
     t = torch.as_tensor(faces)
     if t.ndim == 2:
         t = t[None]

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_METHODS = "gradcam"
+MIN_FACE = 20  # pixels, shorter box side: the Recognizer's default; smaller faces are not classified
+DISPLAY_SIZE = 192  # overlay resolution for detected faces
 DATASET_METHODS = "gradcam,saliency,occlusion"
 
 
@@ -36,9 +38,9 @@ def register(sub) -> None:
                         "dataset mode always explains the true emotion")
     p.add_argument("--layer", metavar="NAME", help="layer for gradcam/features (default: the last spatial layer)")
     p.add_argument("--model", default="default", help="shipped model name or checkpoint file (default)")
-    p.add_argument("--detector", default=None,
-                   help="face detector for photos (the Recognizer's default if omitted); 'none' treats each "
-                        "image as one face crop")
+    p.add_argument("--detector", default="auto",
+                   help="face detector for photos: auto (YuNet if available, else Haar), yunet, haar, or none "
+                        "to treat each image as one face crop (auto)")
     p.add_argument("--device", default="cpu", help="torch device (cpu)")
     p.add_argument("--json", action="store_true",
                    help="print the results, raw maps included, as JSON (also saved to OUT/explanations.json)")
@@ -99,7 +101,8 @@ def _image_files(inputs: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise FerkitError(f"{path}: no image files in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise FerkitError(f"{path}: no image files in this folder "
+                                  f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found
         else:
             files.append(path)  # missing or unreadable files become an `error` entry, as in `ferkit predict`
@@ -107,68 +110,45 @@ def _image_files(inputs: list[str]) -> list[Path]:
 
 
 def _face_finder(args: argparse.Namespace, config):
-    """image (H x W x 3 RGB uint8) -> list of faces {box, score, landmarks, crop}.
+    """image (H x W x 3 RGB uint8) -> list of faces {box, score, landmarks, crop, display}.
 
-    The only place `ferkit explain` touches face detection, so it follows the Recognizer's API in one spot:
-    ``Recognizer(model=..., detector=...).predict(image)`` returning faces with ``box`` (x, y, w, h),
-    ``score`` and ``landmarks``; crops are cut here with the model's ``crop_margin`` unless a face carries
-    its own ``crop``.
+    The one place `ferkit explain` touches face detection. It makes the crops exactly as the Recognizer does
+    (``ferkit.faces``: detector by name, aligned crop at the model's input size with its ``crop_margin``,
+    faces under ``MIN_FACE`` pixels skipped), so a map explains the prediction `ferkit predict` reports;
+    ``display`` is the same crop at a resolution fit for the overlay.
     """
     if args.detector == "none":
         def whole(image):
             h, w = image.shape[:2]
-            return [{"box": [0, 0, int(w), int(h)], "score": None, "landmarks": None, "crop": image}]
+            return [{"box": [0, 0, int(w), int(h)], "score": None, "landmarks": None, "crop": image,
+                     "display": image}]
         return whole
 
-    from ferkit.recognizer import Recognizer
+    from ferkit.faces import create_detector, crop_faces
 
-    kwargs: dict[str, Any] = {"model": args.model}
-    if args.detector:
-        kwargs["detector"] = args.detector
-    recognizer = Recognizer(**kwargs)
+    detector = create_detector(args.detector, min_face=MIN_FACE // 2)
+    size = config.input_size
+    shown = max(size, DISPLAY_SIZE)
 
     def detect(image):
-        result = recognizer.predict(image)
-        faces = getattr(result, "faces", result)
-        out = []
-        for face in faces:
-            box = [int(round(v)) for v in _get(face, "box")]
-            crop = _get(face, "crop", None)
-            landmarks = _get(face, "landmarks", None)
-            out.append({
-                "box": box, "score": _get(face, "score", None),
-                "landmarks": None if landmarks is None else [[float(a), float(b)] for a, b in landmarks],
-                "crop": crop if crop is not None else _square_crop(image, box, config.crop_margin),
-            })
-        return out
+        dets = [d for d in detector.detect(image, "rgb") if min(d.box[2], d.box[3]) >= MIN_FACE]
+        if not dets:
+            return []
+        crops = crop_faces(image, dets, size, config.crop_margin)
+        display = crop_faces(image, dets, shown, config.crop_margin)
+        return [{
+            "box": [int(round(v)) for v in d.box], "score": round(float(d.score), 4),
+            "landmarks": None if d.landmarks is None else [[float(x), float(y)] for x, y in d.landmarks],
+            "crop": crop, "display": big,
+        } for d, crop, big in zip(dets, crops, display)]
 
     return detect
 
 
-def _get(obj, name: str, default: Any = ...) -> Any:
-    if isinstance(obj, dict):
-        return obj[name] if default is ... else obj.get(name, default)
-    return getattr(obj, name) if default is ... else getattr(obj, name, default)
-
-
-def _square_crop(image, box: list[int], margin: float):
-    """The square around a face box the model was trained on (side * (1 + 2 * margin)), zero-padded at edges."""
-    import numpy as np
-
-    x, y, w, h = box
-    side = int(round(max(w, h) * (1 + 2 * margin)))
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    out = np.zeros((side, side) + image.shape[2:], dtype=image.dtype)
-    ih, iw = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return out
-
-
 def _run_images(model, config, methods: list[str], args: argparse.Namespace) -> int:
     import json
+
+    import numpy as np
 
     from ferkit.errors import FerkitError
     from ferkit.explain import explain
@@ -195,8 +175,8 @@ def _run_images(model, config, methods: list[str], args: argparse.Namespace) -> 
             record = {k: face[k] for k in ("box", "score", "landmarks")}
             record["explanations"] = {}
             for method in methods:
-                e = explain(model, face["crop"][None], config, method, args.target, layer=args.layer,
-                            device=args.device)
+                e = explain(model, np.array(face["crop"])[None], config, method, args.target,
+                            layer=_layer_for(method, args.layer), device=args.device)
                 data = e.face_json(0)
                 record.update(emotion=data["emotion"], probs=data["probs"])
                 pred, prob = data["emotion"], data["score"]
@@ -209,7 +189,7 @@ def _run_images(model, config, methods: list[str], args: argparse.Namespace) -> 
                 if method == "features":
                     save_feature_grid(png, e.features[0], title)
                 else:
-                    save_overlay(png, face["crop"], e.maps[0], title)
+                    save_overlay(png, face["display"], e.maps[0], title)
                 written.append(str(png))
                 record["explanations"][method] = {k: data[k] for k in ("target", "layer", "map")} | {"png": str(png)}
                 if not args.json:
@@ -228,6 +208,10 @@ def _run_images(model, config, methods: list[str], args: argparse.Namespace) -> 
         print(f"wrote {len(written)} PNG(s) for {len(results) - n_err} image(s) to {args.out}"
               + (f"; {n_err} input(s) could not be read" if n_err else ""))
     return 0 if len(results) > sum("error" in r for r in results) else 2
+
+
+def _layer_for(method: str, layer: str | None) -> str | None:
+    return layer if method in ("gradcam", "features") else None
 
 
 def _unique(stem: str, seen: set[str]) -> str:
@@ -278,7 +262,8 @@ def _run_dataset(model, config, methods: list[str], args: argparse.Namespace) ->
     mean_maps: dict[str, np.ndarray] = {}
     correct = 0
     for method in methods:
-        e = explain(model, faces, config, method, targets, layer=args.layer, device=args.device, progress=True)
+        e = explain(model, faces, config, method, targets, layer=_layer_for(method, args.layer), device=args.device,
+                    progress=True)
         correct = int((e.predicted == targets).sum())
         sums = np.zeros((len(labels), size, size))
         np.add.at(sums, targets, e.maps)
