@@ -1,0 +1,77 @@
+"""Turn a training run into a shipped model: src/ferkit/weights/NAME.pt.
+
+    python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
+
+Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
+stored as the model's inference default, and a temperature fitted on publictest probabilities is kept if it
+lowers the expected calibration error. The shipped file holds weights and config only (no optimiser state),
+plus the training command, wall time and the publictest metrics it was selected on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.calibrate import fit_temperature, rescale
+from ferkit.checkpoint import WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from ferkit.data import load_dataset
+from ferkit.evaluate import evaluate_model
+from ferkit.inference import TTA_MODES
+from ferkit.metrics import compute_metrics, expected_calibration_error
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="training run folder (with best.pt and config.json)")
+    ap.add_argument("--name", required=True, help="shipped model name: default, fast, robust")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="publictest")
+    args = ap.parse_args()
+
+    ckpt = load_checkpoint(args.run / "best.pt")
+    config = ModelConfig.from_dict(ckpt["config"])
+    model = build_model(config)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    split = load_dataset(args.data).split(args.split)
+
+    by_tta = {}
+    for tta in TTA_MODES:
+        config.temperature = 1.0
+        by_tta[tta] = evaluate_model(model, config, split, tta=tta, progress=True)
+        print(f"tta={tta}: accuracy {by_tta[tta].metrics['accuracy']:.4f}")
+    best_tta = max(TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
+    chosen = by_tta[best_tta]
+    temperature = fit_temperature(chosen.probs, chosen.y_true)
+    calibrated = rescale(chosen.probs, 1.0, temperature)
+    ece_before = expected_calibration_error(chosen.y_true, chosen.probs)
+    ece_after = expected_calibration_error(chosen.y_true, calibrated)
+    if ece_after >= ece_before:
+        temperature, calibrated = 1.0, chosen.probs
+    print(f"chosen tta={best_tta}, temperature {temperature:.3f} (ECE {ece_before:.4f} -> "
+          f"{min(ece_before, ece_after):.4f})")
+
+    config.tta, config.temperature = best_tta, temperature
+    run_config = json.loads((args.run / "config.json").read_text())
+    metrics = compute_metrics(chosen.y_true, calibrated, config.labels)
+    metrics["ece"] = expected_calibration_error(chosen.y_true, calibrated)
+    meta = {
+        "name": args.name, "command": run_config["command"], "train_seconds": ckpt["meta"].get("train_seconds"),
+        "best_epoch": ckpt["meta"].get("epoch"), "selected_on": args.split,
+        "accuracy_by_tta": {t: by_tta[t].metrics["accuracy"] for t in TTA_MODES},
+        "ece_uncalibrated": ece_before, "metrics": metrics,
+        "hardware": {k: run_config.get(k) for k in ("machine", "cpus", "cuda", "torch")},
+    }
+    summary = args.run / "summary.json"
+    if summary.exists():
+        meta["train_seconds"] = json.loads(summary.read_text()).get("train_seconds")
+    out = WEIGHTS_DIR / f"{args.name}.pt"
+    save_checkpoint(out, model, config, meta=meta)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
