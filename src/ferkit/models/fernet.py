@@ -44,8 +44,8 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        # Zero-init the last BN so each block starts as identity: steadier early training (Goyal et al., 2017).
-        nn.init.zeros_(self.bn2.weight)
+        # No zero-init of bn2 (Goyal et al.'s trick for deep ResNets): in a net this shallow it made every block
+        # start as identity and FER2013 training stalled near the majority-class rate for epochs (BENCHMARKS.md).
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
