@@ -24,7 +24,7 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray, current: float = 1.0)
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def rescale(probs: np.ndarray, old_temperature: float, new_temperature: float) -> np.ndarray:
