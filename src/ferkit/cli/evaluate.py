@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--tta", nargs="?", const="flip_crop", default=None,
                    help="test-time augmentation: none, flip or flip_crop (bare --tta: flip_crop); "
                         "default: what the checkpoint says")
+    p.add_argument("--exclude-leaks", action="store_true",
+                   help="leave out test images that have an exact copy in the training split")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for the confusion matrices, ROC curves and report")
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ferkit.evaluate import evaluate, format_report, write_reports
 
     result = evaluate(args.model, args.data, args.split, tta=args.tta, occlusion=args.occlusion,
-                      batch_size=args.batch_size, device=args.device, progress=not args.json)
+                      batch_size=args.batch_size, device=args.device, progress=not args.json,
+                      exclude_leaks=args.exclude_leaks)
     if args.out:
         paths = write_reports(result, args.out)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
