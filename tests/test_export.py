@@ -110,7 +110,24 @@ def test_foreign_and_missing_onnx_files(tmp_path):
 
 def test_torch_backend_refuses_onnx_files(onnx_file):
     with pytest.raises(Exception, match="backend='onnx'"):
-        Recognizer(model=onnx_file, detector="haar")
+        Recognizer(model=onnx_file, detector="haar", backend="torch")
+
+
+def test_auto_backend_runs_onnx_where_a_ready_file_exists(onnx_file, checkpoint, tmp_path, monkeypatch):
+    import ferkit.export
+    import ferkit.recognizer
+
+    assert Recognizer(model=onnx_file, detector="haar").backend == "onnx"
+    assert Recognizer(model=checkpoint, detector="haar").backend == "torch"
+    assert Recognizer(model=onnx_file, detector="haar", device="cuda").classifier.backend == "onnx"
+    # A shipped model name goes to ONNX Runtime only when its .onnx is shipped next to its .pt.
+    (tmp_path / "mine.onnx").write_bytes(onnx_file.read_bytes())
+    monkeypatch.setattr(ferkit.recognizer, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(ferkit.export, "WEIGHTS_DIR", tmp_path)
+    assert ferkit.recognizer.resolve_backend("mine") == "onnx"
+    assert ferkit.recognizer.resolve_backend("mine", device="cuda") == "torch"
+    assert ferkit.recognizer.resolve_backend("other") == "torch"
+    assert Recognizer(model="mine", detector="haar").backend == "onnx"
 
 
 def test_cli_export(checkpoint, tmp_path, capsys):

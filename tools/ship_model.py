@@ -1,4 +1,4 @@
-"""Turn a training run into a shipped model: src/ferkit/weights/NAME.pt.
+"""Turn a training run into a shipped model: src/ferkit/weights/NAME.pt and its ONNX twin NAME.onnx.
 
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
 
@@ -19,6 +19,7 @@ from ferkit.calibrate import fit_temperature, rescale
 from ferkit.checkpoint import WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from ferkit.data import load_dataset
 from ferkit.evaluate import evaluate_model
+from ferkit.export import export_onnx
 from ferkit.inference import TTA_MODES
 from ferkit.metrics import compute_metrics, expected_calibration_error
 
@@ -71,6 +72,9 @@ def main() -> None:
     out = WEIGHTS_DIR / f"{args.name}.pt"
     save_checkpoint(out, model, config, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    # The ONNX twin lets backend="auto" serve the shipped model without importing torch (cold start).
+    onnx_path = export_onnx(out, WEIGHTS_DIR / f"{args.name}.onnx")
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

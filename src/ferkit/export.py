@@ -193,6 +193,8 @@ def _verify(path: Path, graph, size: int, tol: float = 1e-4) -> None:
 class OnnxClassifier:
     """Runs an exported ferkit .onnx file on ONNX Runtime; settings come from the file's own metadata."""
 
+    backend = "onnx"
+
     def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64, threads: int | None = None):
         import onnxruntime as ort
 

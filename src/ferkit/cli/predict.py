@@ -27,7 +27,9 @@ def register(sub) -> None:
                         "none = each image already is a face crop")
     p.add_argument("--detector-model", metavar="FILE", help="the YuNet ONNX file (face_detection_yunet_2023mar.onnx)")
     p.add_argument("--model", default="default", help="shipped model name, checkpoint .pt or exported .onnx")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"), help="inference backend")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="inference backend; auto = ONNX Runtime on CPU for shipped models and .onnx files "
+                        "when onnxruntime is installed, else torch")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
     p.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
