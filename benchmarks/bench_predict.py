@@ -82,7 +82,7 @@ def bench_ferkit(args, frames: Path, model: str, onnx_path: str) -> list[dict]:
     one, five = (np.load(frames / f"{k}.npy") for k in ("one", "five"))
     rows = []
     setups = [
-        ("ferkit yunet + torch", dict(model=model, detector="yunet")),
+        ("ferkit yunet + torch", dict(model=model, detector="yunet", backend="torch")),
         ("ferkit yunet + onnx", dict(model=OnnxClassifier(onnx_path, threads=args.threads), detector="yunet")),
         ("ferkit haar + onnx", dict(model=OnnxClassifier(onnx_path, threads=args.threads), detector="haar")),
     ]
@@ -201,10 +201,14 @@ def cold_starts(args, tmp: Path, model: str, onnx_path: str) -> dict[str, float]
     det = f"detector='yunet', detector_model={args.detector_model!r}"
     recognizer = "from ferkit import Recognizer; Recognizer(model={!r}, {}, {}).predict({!r})"
     out = {
-        "ferkit torch": cold_start(sys.executable, recognizer.format(model, det, "device='cpu'", image), args.threads),
+        "ferkit torch": cold_start(sys.executable, recognizer.format(model, det, "backend='torch'", image),
+                                   args.threads),
         "ferkit onnx": cold_start(sys.executable, recognizer.format(onnx_path, det, "backend='onnx'", image),
                                   args.threads),
     }
+    if "/" not in model:  # a shipped model: what Recognizer(model=NAME) does by default (backend="auto")
+        out["ferkit auto"] = cold_start(sys.executable, recognizer.format(model, det, "backend='auto'", image),
+                                        args.threads)
     if args.fer_python:
         out["fer"] = cold_start(args.fer_python, f"import cv2; from fer.fer import FER; "
                                 f"FER().detect_emotions(cv2.imread({image!r}))", args.threads)

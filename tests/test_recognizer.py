@@ -138,10 +138,14 @@ def test_unreadable_input_raises_data_error(rec):
         rec.predict(b"definitely not a jpeg")
 
 
-def test_missing_shipped_model_is_a_clear_error():
-    if (Path(__import__("ferkit").__file__).parent / "weights" / "default.pt").exists():
-        pytest.skip("the default model ships in this tree")
-    with pytest.raises(ModelError, match="default"):
+def test_missing_shipped_model_is_a_clear_error(tmp_path, monkeypatch):
+    import ferkit.checkpoint
+    import ferkit.recognizer
+
+    # An installation without its weights folder (a broken or partial install).
+    monkeypatch.setattr(ferkit.checkpoint, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(ferkit.recognizer, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ModelError, match="shipped model 'default' is not in this installation"):
         Recognizer(detector="haar")
 
 

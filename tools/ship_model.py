@@ -3,7 +3,7 @@
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
 
 Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
-stored as the model's inference default, and a temperature fitted on publictest probabilities is kept if it
+stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`), and a temperature fitted on publictest probabilities is kept if it
 lowers the expected calibration error. The shipped file holds weights and config only (no optimiser state),
 plus the training command, wall time and the publictest metrics it was selected on.
 """
@@ -21,7 +21,7 @@ from ferkit.data import load_dataset
 from ferkit.evaluate import evaluate_model
 from ferkit.export import export_onnx
 from ferkit.inference import TTA_MODES
-from ferkit.metrics import compute_metrics, expected_calibration_error
+from ferkit.metrics import expected_calibration_error
 
 
 def main() -> None:
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="shipped model name: default, fast, robust")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="publictest")
+    ap.add_argument("--tta", choices=TTA_MODES,
+                    help="store this TTA mode instead of the most accurate one (e.g. none for a speed-first model)")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.run / "best.pt")
@@ -44,7 +46,7 @@ def main() -> None:
         config.temperature = 1.0
         by_tta[tta] = evaluate_model(model, config, split, tta=tta, progress=True)
         print(f"tta={tta}: accuracy {by_tta[tta].metrics['accuracy']:.4f}")
-    best_tta = max(TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
+    best_tta = args.tta or max(TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
     chosen = by_tta[best_tta]
     temperature = fit_temperature(chosen.probs, chosen.y_true)
     calibrated = rescale(chosen.probs, 1.0, temperature)
@@ -57,8 +59,8 @@ def main() -> None:
 
     config.tta, config.temperature = best_tta, temperature
     run_config = json.loads((args.run / "config.json").read_text())
-    metrics = compute_metrics(chosen.y_true, calibrated, config.labels)
-    metrics["ece"] = expected_calibration_error(chosen.y_true, calibrated)
+    # Recomputed with the final config, exactly as `ferkit evaluate --model NAME` will compute it.
+    metrics = evaluate_model(model, config, split).metrics
     meta = {
         "name": args.name, "command": run_config["command"], "train_seconds": ckpt["meta"].get("train_seconds"),
         "best_epoch": ckpt["meta"].get("epoch"), "selected_on": args.split,

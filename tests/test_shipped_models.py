@@ -1,0 +1,72 @@
+"""The models that ship inside the package: small, self-describing, and exactly as good as their card says."""
+from __future__ import annotations
+
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, load_checkpoint, load_model
+from ferkit.export import OnnxClassifier
+from ferkit.inference import classify
+
+SHIPPED = [name for name in SHIPPED_MODELS if (WEIGHTS_DIR / f"{name}.pt").is_file()]
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped weights in this tree")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_files_are_small_and_describe_themselves(name):
+    pt, onnx_file = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}.onnx"
+    assert onnx_file.is_file(), f"{name} ships without its ONNX twin"
+    assert pt.stat().st_size + onnx_file.stat().st_size < 20e6
+    ckpt = load_checkpoint(pt)
+    assert "train_state" not in ckpt  # weights only, no optimiser state
+    meta = ckpt["meta"]
+    assert meta["selected_on"] == "publictest" and "ferkit train" in meta["command"]
+    assert meta["metrics"]["accuracy"] == pytest.approx(meta["accuracy_by_tta"][ckpt["config"]["tta"]], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def publictest(fer2013_zip):
+    """Every 5th FER2013 PublicTest face (718), read straight from the zip, with its label."""
+    from ferkit.labels import EMOTIONS
+
+    with zipfile.ZipFile(fer2013_zip) as z:
+        names = sorted(n for n in z.namelist() if "PublicTest_" in n and n.endswith(".jpg"))[::5]
+        faces = np.stack([cv2.imdecode(np.frombuffer(z.read(n), np.uint8), cv2.IMREAD_GRAYSCALE) for n in names])
+    labels = np.array([EMOTIONS.index(n.split("/")[-2]) for n in names])
+    return faces, labels
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", SHIPPED)
+def test_backends_agree_on_publictest(name, publictest):
+    faces, labels = publictest
+    model, config = load_model(name)
+    p_torch = classify(model, faces, config)
+    p_onnx = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").predict_proba(faces)
+    assert np.array_equal(p_torch.argmax(1), p_onnx.argmax(1))
+    assert np.abs(p_torch - p_onnx).max() < 1e-3
+    # A fifth of publictest lands within a few points of the full-split accuracy the card reports.
+    card = load_checkpoint(name)["meta"]["metrics"]["accuracy"]
+    assert abs((p_torch.argmax(1) == labels).mean() - card) < 0.04
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_evaluate_reproduces_the_default_card(fer2013_zip, capsys):
+    # MODEL_CARD.md's publictest numbers come from this very command.
+    import json
+
+    from ferkit.cli import main
+
+    if "default" not in SHIPPED:
+        pytest.skip("default is not shipped in this tree")
+    assert main(["evaluate", "--data", str(fer2013_zip), "--split", "publictest", "--model", "default",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    card = load_checkpoint("default")["meta"]["metrics"]
+    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_auc"):
+        assert got[key] == pytest.approx(card[key], abs=1e-4), key
+    assert got["confusion_matrix"] == card["confusion_matrix"]
