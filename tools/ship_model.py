@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ferkit.calibrate import fit_temperature, rescale
 from ferkit.checkpoint import WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from ferkit.data import load_dataset

@@ -9,8 +9,6 @@ A checkpoint file is a dict of tensors and plain data only::
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch.nn as nn
 
 from ferkit.errors import ModelError
 from ferkit.labels import EMOTIONS
+from ferkit.paths import atomic_write
 
 FORMAT = "ferkit"
 VERSION = 1
@@ -77,14 +76,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, met
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:

@@ -1,7 +1,7 @@
 """ONNX export and the ONNX Runtime backend.
 
-The exported graph is the whole classifier, not just the network: it takes ``faces``, uint8 N x S x S x 3 RGB
-crops, and runs the same torch functions inference uses (``match_channels``, ``normalize``, ``tta_views``),
+The exported graph is the whole classifier, not just the network: it takes ``faces``, float32 N x S x S x 3 RGB
+crops with pixel values 0-255 (float, so a crop resized on the host keeps torch's exact values), and runs the same torch functions inference uses (``match_channels``, ``normalize``, ``tta_views``),
 the model, the temperature and the softmax. Preprocessing therefore cannot drift between backends, and any
 ONNX consumer (a browser, a phone) gets ferkit's numbers from the crop alone. Outputs: ``probs`` and
 ``logits`` (temperature-scaled, TTA-averaged), N x num_classes. The batch axis is dynamic.
@@ -16,9 +16,7 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -63,7 +61,7 @@ def _wrapper(model, config, tta: str):
         return views
 
     class ClassifierGraph(nn.Module):
-        """uint8 N x S x S x 3 RGB -> (probs, logits), the same ops as preprocess + inference.classify."""
+        """float32 0-255 N x S x S x 3 RGB -> (probs, logits), the same ops as preprocess + inference.classify."""
 
         def __init__(self):
             super().__init__()
@@ -113,7 +111,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     graph = _wrapper(net, config, tta)
     size = int(config.input_size)
     # Batch 2: a batch of 1 can let an exporter specialise the batch axis to a constant.
-    sample = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sample = torch.randint(0, 256, (2, size, size, 3), generator=torch.Generator().manual_seed(0)).float()
     proto = onnx.load_from_string(_to_onnx_bytes(graph, sample, opset))
 
     from ferkit import __version__
@@ -121,7 +119,8 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     meta = {
         "config": json.dumps(config.to_dict()),
         "tta": tta,
-        "input": f"{INPUT_NAME}: uint8 N x {size} x {size} x 3 RGB face crops (square, eyes level)",
+        "input": f"{INPUT_NAME}: float32 N x {size} x {size} x 3 RGB face crops, pixel values 0-255 (square, "
+                 f"eyes level)",
         "outputs": "probs, logits: float32 N x num_classes (temperature-scaled, TTA-averaged)",
         "labels": json.dumps(list(config.labels)),
         "version": __version__,
@@ -178,7 +177,7 @@ def _verify(path: Path, graph, size: int, tol: float = 1e-4) -> None:
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (5, size, size, 3), dtype=np.uint8)  # 5: not the batch size exported with
     with torch.inference_mode():
-        expected = graph(torch.from_numpy(faces))[0].numpy()
+        expected = graph(torch.from_numpy(faces).float())[0].numpy()
     got = OnnxClassifier(path).predict_proba(faces)
     err = float(np.abs(got - expected).max())
     if not err < tol:
@@ -247,14 +246,31 @@ class OnnxClassifier:
             faces = np.repeat(faces[..., None], 3, axis=3)
         if faces.ndim != 4 or faces.shape[3] != 3:
             raise ValueError(f"expected N x H x W or N x H x W x 3 faces, got shape {faces.shape}")
+        faces = faces.astype(np.float32)
         s = self.input_size
         if faces.shape[1:3] != (s, s):
-            # The graph has a fixed input size. The Recognizer always crops at that size; other callers get
-            # OpenCV's area resize, within a grey level or so of torch's antialiased bilinear.
-            import cv2
+            # The graph has a fixed input size. The Recognizer always crops at that size; other sizes (e.g.
+            # 48 px FER2013 faces for a 40 px model) get the very resize torch inference and training use.
+            rows, cols = resize_matrix(faces.shape[1], s), resize_matrix(faces.shape[2], s)
+            faces = np.einsum("oh,nhwc,pw->nopc", rows, faces, cols, optimize=True)
+        return np.ascontiguousarray(faces, dtype=np.float32)
 
-            faces = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in faces])
-        return np.ascontiguousarray(faces)
+
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """n_out x n_in weights of torch's ``interpolate(mode="bilinear", antialias=True, align_corners=False)``
+    along one axis (Pillow's triangle filter, widened by the scale when shrinking), so the ONNX backend can
+    resize on the host without torch and get the same pixels (to float rounding)."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)  # the triangle filter's radius in input pixels
+    inv = 1.0 / support
+    weights = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        center = scale * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        taps = np.arange(lo, hi)
+        w = np.clip(1.0 - np.abs((taps - center + 0.5) * inv), 0.0, None)
+        weights[i, lo:hi] = w / w.sum()
+    return weights.astype(np.float32)
 
 
 def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, device: str = "auto",
@@ -297,12 +313,7 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ferkit.paths import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(data)

@@ -18,8 +18,6 @@ import hashlib
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.paths import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -249,19 +248,17 @@ def download_yunet(dest: str | Path | None = None, *, timeout: float = 30.0,
         raise DetectorError(f"FERKIT_OFFLINE is set, not downloading YuNet; {_yunet_instructions()}")
     log.info("downloading the YuNet face detector (230 kB) from %s", YUNET_URL)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out, opener(YUNET_URL, timeout=timeout) as response:
-            shutil.copyfileobj(response, out)
-        digest = sha256_file(Path(tmp))
-        if digest != YUNET_SHA256:
-            raise DetectorError(f"downloaded YuNet has SHA-256 {digest}, expected {YUNET_SHA256}; not using it")
-        os.replace(tmp, dest)
+        with atomic_write(dest) as out, opener(YUNET_URL, timeout=timeout) as response:
+            digest = hashlib.sha256()
+            while chunk := response.read(1 << 16):
+                digest.update(chunk)
+                out.write(chunk)
+            if digest.hexdigest() != YUNET_SHA256:
+                raise DetectorError(f"downloaded YuNet has SHA-256 {digest.hexdigest()}, expected {YUNET_SHA256}; "
+                                    "not using it")
     except OSError as exc:  # URLError, timeouts and socket errors are all OSErrors
         raise DetectorError(f"cannot download YuNet ({exc}); {_yunet_instructions()}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

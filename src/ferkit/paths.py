@@ -2,8 +2,11 @@
 $XDG_CACHE_HOME/ferkit, else ~/.cache/ferkit."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
+from typing import IO, Iterator
 
 
 def cache_dir(sub: str = "") -> Path:
@@ -15,3 +18,23 @@ def cache_dir(sub: str = "") -> Path:
     path = base / sub if sub else base
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Write through a temporary file beside ``path`` that replaces it only when the block succeeds, so a
+    crash mid-write never leaves a half-written file (or destroys the previous one). The result gets the
+    permissions of a normally created file (0666 minus the umask), not mkstemp's private 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

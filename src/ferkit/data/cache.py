@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from ferkit.paths import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,8 @@ def cache_path(cache_dir: Path, kind: str, fingerprint: str) -> Path:
 
 def save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write to a temporary file beside ``path`` and rename: a reader never sees a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: arrays[k] for k in _ARRAYS}, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.savez(fh, **{k: arrays[k] for k in _ARRAYS}, meta=np.array(json.dumps(meta)))
 
 
 def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
