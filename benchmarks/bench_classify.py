@@ -1,0 +1,74 @@
+"""Classifier speed of the shipped models: one face (latency) and batches of 64 (throughput), per backend and
+thread count, on pre-cropped faces at the model's input size with its shipped TTA.
+
+    python benchmarks/bench_classify.py [--models default,fast] [--threads 1,2] [--repeats 50]
+
+Issue 4's real-time bar: one face in at most 5 ms, and at least 1,000 faces/s at batch 64 with the faster
+backend. Every cell is the median (best) of the repeats, all measured in one process, one after the other.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="default,fast")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--tta", default=None, help="override the shipped TTA (none, flip, flip_crop); torch backend "
+                    "and a cached ONNX export")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    from ferkit.checkpoint import WEIGHTS_DIR
+    from ferkit.export import OnnxClassifier
+    from ferkit.recognizer import TorchClassifier
+
+    rows = []
+    for name in args.models.split(","):
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            onnx_path = WEIGHTS_DIR / f"{name}.onnx"
+            if args.tta:
+                from ferkit.export import _cached_export
+
+                onnx_path = _cached_export(name, args.tta)
+            backends = {"torch": TorchClassifier.load(name, device="cpu", tta=args.tta),
+                        "onnx": OnnxClassifier(onnx_path, threads=threads)}
+            for backend, clf in backends.items():
+                s = clf.input_size
+                faces = np.random.default_rng(0).integers(0, 256, (64, s, s, 3), np.uint8)
+                one = timed(lambda: clf.predict_proba(faces[:1]), args.repeats * 2)
+                many = timed(lambda: clf.predict_proba(faces), args.repeats)
+                row = {"model": name, "tta": clf.tta, "backend": backend, "threads": threads,
+                       "batch1_ms": [float(np.median(one)), min(one)],
+                       "batch64_faces_per_s": [64000 / float(np.median(many)), 64000 / min(many)]}
+                rows.append(row)
+                if not args.json:
+                    print(f"{name:8s} tta={clf.tta:5s} {backend:5s} {threads} thr: one face "
+                          f"{row['batch1_ms'][0]:6.2f} ms ({row['batch1_ms'][1]:.2f}), batch 64 "
+                          f"{row['batch64_faces_per_s'][0]:7.0f} faces/s ({row['batch64_faces_per_s'][1]:.0f})")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
