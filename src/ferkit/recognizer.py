@@ -131,8 +131,9 @@ def resolve_device(device: str = "auto") -> str:
 
 def resolve_backend(model: Any, backend: str = "auto", device: str = "auto") -> str:
     """"auto" runs .onnx files on ONNX Runtime, and shipped models too when onnxruntime is installed, the run is
-    on CPU and the model's .onnx is shipped next to its .pt: it starts without importing torch (~0.5 s instead of ~3 s here)
-    and is the faster CPU backend; everything else (checkpoints, GPUs, in-memory models) runs on torch."""
+    on CPU and the model's .onnx is shipped next to its .pt: that starts without importing torch (~0.5 s instead
+    of ~3 s here) and is the faster CPU backend. Everything else (checkpoints, GPUs, in-memory models) runs on
+    torch."""
     if backend not in BACKENDS:
         raise FerkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
