@@ -18,11 +18,10 @@ import torch.nn as nn
 
 from ferkit.errors import ModelError
 from ferkit.labels import EMOTIONS
-from ferkit.paths import atomic_write
+from ferkit.paths import WEIGHTS_DIR, atomic_write
 
 FORMAT = "ferkit"
 VERSION = 1
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_MODELS = ("default", "fast", "robust")
 
 

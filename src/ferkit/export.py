@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import ModelError
+from ferkit.paths import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "faces"
 OUTPUT_NAMES = ("probs", "logits")
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 META_PREFIX = "ferkit."
 
 

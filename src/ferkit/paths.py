@@ -8,6 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+# The models shipped inside the package (default.pt and its default.onnx twin, ...). Defined here, in a module
+# without torch, so the ONNX path (recognizer, export) can find them without importing it.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
 
 def cache_dir(sub: str = "") -> Path:
     root = os.environ.get("FERKIT_CACHE_DIR")

@@ -29,11 +29,11 @@ from ferkit.faces import (
     DEFAULT_MAX_SIDE, Detection, FaceDetector, create_detector, crop_faces, describe_detector,
 )
 from ferkit.imageio import ImageInput, load_image
+from ferkit.paths import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 TTA_MODES = ("none", "flip", "flip_crop")  # ferkit.inference.TTA_MODES, repeated to keep torch out of imports
 
 
