@@ -1,6 +1,7 @@
 """Training throughput: ferkit's trainer per model in fp32 and bf16, and against a plain PyTorch loop.
 
     python benchmarks/bench_train.py --data ../shared/data/fer2013.zip [--models fernet,fernet_s,baseline_cnn]
+        [--precisions fp32,bf16] [--compare fernet,baseline_cnn] [--steps 30] [--input-size 40]
 
 Part 1 times `ferkit.train.run` for a fixed number of steps per model and precision (images/s and the share
 of step time spent outside forward/backward). Part 2 compares, on the same model, ferkit's in-memory batched
@@ -28,8 +29,8 @@ from ferkit.models import create_model
 from ferkit.train import TrainConfig, run
 
 
-def ferkit_throughput(ds, model: str, precision: str, steps: int, input_size: int) -> dict:
-    cfg = TrainConfig(model=model, input_size=input_size, epochs=1, batch_size=64, limit_steps=steps,
+def ferkit_throughput(ds, model: str, precision: str, steps: int, input_size: int, batch_size: int) -> dict:
+    cfg = TrainConfig(model=model, input_size=input_size, epochs=1, batch_size=batch_size, limit_steps=steps,
                       precision=precision, progress=False, out=f"/tmp/ferkit-bench/{model}-{precision}",
                       augment=AugmentConfig(erase=0.4, shear=5), val_split="")
     run(cfg, ds.split("train"), None, ds.label_names)
@@ -37,7 +38,8 @@ def ferkit_throughput(ds, model: str, precision: str, steps: int, input_size: in
     import csv
 
     metrics = list(csv.DictReader(open(f"/tmp/ferkit-bench/{model}-{precision}/metrics.csv")))[-1]
-    return {"model": model, "precision": precision, "images_per_s": float(metrics["images_per_s"]),
+    return {"model": model, "input_size": input_size, "precision": precision,
+            "images_per_s": float(metrics["images_per_s"]),
             "data_share": float(metrics["data_share"]), "seconds": row["train_seconds"]}
 
 
@@ -67,10 +69,11 @@ class ZipJpegDataset(torch.utils.data.Dataset):
         return x, EMOTIONS.index(name.split("/")[1])
 
 
-def plain_loop_throughput(zip_path: str, model_name: str, steps: int, input_size: int, workers: int) -> dict:
+def plain_loop_throughput(zip_path: str, model_name: str, steps: int, input_size: int, workers: int,
+                          batch_size: int) -> dict:
     model = create_model(model_name, input_size=input_size)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loader = torch.utils.data.DataLoader(ZipJpegDataset(zip_path, input_size), batch_size=64, shuffle=True,
+    loader = torch.utils.data.DataLoader(ZipJpegDataset(zip_path, input_size), batch_size=batch_size, shuffle=True,
                                          num_workers=workers, drop_last=True)
     seen, t_data, it = 0, 0.0, iter(loader)
     start = time.perf_counter()
@@ -93,21 +96,33 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/fer2013.zip")
     ap.add_argument("--models", default="fernet,fernet_s,baseline_cnn")
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--compare", default="",
+                    help="models to also train with the plain DataLoader+PIL loop (default: the first of --models)")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--input-size", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     ds = load_dataset(args.data)
+    models = args.models.split(",")
     rows = []
-    for model in args.models.split(","):
+    for model in models:
         for precision in args.precisions.split(","):
-            rows.append(ferkit_throughput(ds, model, precision, args.steps, args.input_size))
+            rows.append(ferkit_throughput(ds, model, precision, args.steps, args.input_size, args.batch_size))
             print(json.dumps(rows[-1]), flush=True)
-    first = args.models.split(",")[0]
-    plain = plain_loop_throughput(args.data, first, args.steps, args.input_size, args.workers)
-    print(json.dumps(plain), flush=True)
-    ours = next(r for r in rows if r["model"] == first and r["precision"] == "fp32")
-    print(f"ferkit trainer / plain DataLoader loop on {first}: {ours['images_per_s'] / plain['images_per_s']:.2f}x")
+    print("\n| model | input | precision | images/s | share outside forward/backward |\n|---|---|---|---:|---:|")
+    for r in rows:
+        print(f"| `{r['model']}` | {r['input_size']} | {r['precision']} | {r['images_per_s']:,.1f} "
+              f"| {100 * r['data_share']:.1f}% |")
+    for model in (args.compare.split(",") if args.compare else models[:1]):
+        plain = plain_loop_throughput(args.data, model, args.steps, args.input_size, args.workers, args.batch_size)
+        print(json.dumps(plain), flush=True)
+        ours = next((r for r in rows if r["model"] == model and r["precision"] == "fp32"), None)
+        if ours is None:
+            ours = ferkit_throughput(ds, model, "fp32", args.steps, args.input_size, args.batch_size)
+        print(f"| `{model}` | ferkit {ours['images_per_s']:,.1f} img/s ({100 * ours['data_share']:.1f}% data) "
+              f"| plain loop {plain['images_per_s']:,.1f} img/s ({100 * plain['data_share']:.1f}% data) "
+              f"| {ours['images_per_s'] / plain['images_per_s']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -165,3 +165,27 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert len(rows) == 2
     # each rank takes half of every epoch: 224 images / (16 x 2 ranks) = 7 steps of 32 images
     assert math.isfinite(float(rows[-1]["val_loss"]))
+
+
+@pytest.mark.parametrize("recipe", ["default", "fast", "baseline"])
+def test_recipes_build_their_model_and_explicit_flags_override_them(recipe):
+    from ferkit.cli import build_parser
+    from ferkit.cli.train import build_config
+    from ferkit.models import create_model
+    from ferkit.train import RECIPES
+
+    args = build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", "--recipe", recipe, "--epochs", "3", "--rotate", "4"])
+    cfg = build_config(args)
+    assert cfg.epochs == 3 and cfg.augment.rotate == 4
+    assert cfg.model == RECIPES[recipe]["model"] and cfg.optimizer == RECIPES[recipe]["optimizer"]
+    assert cfg.augment.hflip == RECIPES[recipe]["augment"].hflip  # the rest of the recipe's augmentation stays
+    net = create_model(cfg.model, num_classes=7, in_chans=cfg.in_chans, input_size=cfg.input_size)
+    assert net(torch.zeros(2, cfg.in_chans, cfg.input_size, cfg.input_size)).shape == (2, 7)
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    from ferkit.cli import build_parser
+    from ferkit.cli.train import build_config
+
+    with pytest.raises(FerkitError, match="default, fast, baseline"):
+        build_config(build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", "--recipe", "nope"]))
