@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--models", default="fernet,fernet_s,baseline_cnn")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--compare", default="",
-                    help="models to also train with the plain DataLoader+PIL loop (default: the first of --models)")
+                    help="models to also train with the plain DataLoader+PIL loop (default: the first of --models; "
+                         "none: skip)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--input-size", type=int, default=40)
@@ -114,7 +115,8 @@ def main() -> None:
     for r in rows:
         print(f"| `{r['model']}` | {r['input_size']} | {r['precision']} | {r['images_per_s']:,.1f} "
               f"| {100 * r['data_share']:.1f}% |")
-    for model in (args.compare.split(",") if args.compare else models[:1]):
+    compare = models[:1] if not args.compare else [] if args.compare == "none" else args.compare.split(",")
+    for model in compare:
         plain = plain_loop_throughput(args.data, model, args.steps, args.input_size, args.workers, args.batch_size)
         print(json.dumps(plain), flush=True)
         ours = next((r for r in rows if r["model"] == model and r["precision"] == "fp32"), None)
