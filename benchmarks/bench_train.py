@@ -73,8 +73,8 @@ def plain_loop_throughput(zip_path: str, model_name: str, steps: int, input_size
                           batch_size: int) -> dict:
     model = create_model(model_name, input_size=input_size)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loader = torch.utils.data.DataLoader(ZipJpegDataset(zip_path, input_size), batch_size=batch_size, shuffle=True,
-                                         num_workers=workers, drop_last=True)
+    loader = torch.utils.data.DataLoader(ZipJpegDataset(zip_path, input_size), batch_size=batch_size,
+                                         shuffle=True, num_workers=workers, drop_last=True)
     seen, t_data, it = 0, 0.0, iter(loader)
     start = time.perf_counter()
     for _ in range(steps):

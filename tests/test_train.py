@@ -174,7 +174,8 @@ def test_recipes_build_their_model_and_explicit_flags_override_them(recipe):
     from ferkit.models import create_model
     from ferkit.train import RECIPES
 
-    args = build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", "--recipe", recipe, "--epochs", "3", "--rotate", "4"])
+    args = build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", "--recipe", recipe,
+                                      "--epochs", "3", "--rotate", "4"])
     cfg = build_config(args)
     assert cfg.epochs == 3 and cfg.augment.rotate == 4
     assert cfg.model == RECIPES[recipe]["model"] and cfg.optimizer == RECIPES[recipe]["optimizer"]

@@ -3,9 +3,10 @@
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
 
 Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
-stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`), and a temperature fitted on publictest probabilities is kept if it
-lowers the expected calibration error. The shipped file holds weights and config only (no optimiser state),
-plus the training command, wall time and the publictest metrics it was selected on.
+stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`),
+and a temperature fitted on publictest probabilities is kept if it lowers the expected calibration error.
+The shipped file holds weights and config only (no optimiser state), plus the training command, wall time
+and the publictest metrics it was selected on.
 """
 from __future__ import annotations
 
