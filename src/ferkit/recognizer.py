@@ -179,7 +179,7 @@ def load_classifier(model: Any = "default", *, backend: str = "auto", device: st
 class Recognizer:
     """Detect faces, align and crop them as the model was trained, classify their expressions.
 
-    model: "default", "fast" (shipped), a checkpoint path, an exported ``.onnx`` file (backend="onnx"), an
+    model: "default", "fast", "robust" (shipped), a checkpoint path, an exported ``.onnx`` file (backend="onnx"), an
         (nn.Module, ModelConfig) pair, or a Classifier object.
     detector: "auto" (YuNet when its model file is available, else Haar), "yunet", "haar", "none" (the image
         already is a face crop) or a FaceDetector object; detector_model: the YuNet ONNX file.
