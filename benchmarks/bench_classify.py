@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
+from timing import timed
 
 
 def main() -> None:
@@ -56,11 +45,10 @@ def main() -> None:
             for backend, clf in backends.items():
                 s = clf.input_size
                 faces = np.random.default_rng(0).integers(0, 256, (64, s, s, 3), np.uint8)
-                one = timed(lambda: clf.predict_proba(faces[:1]), args.repeats * 2)
-                many = timed(lambda: clf.predict_proba(faces), args.repeats)
+                one = timed(lambda: clf.predict_proba(faces[:1]), args.repeats * 2, warmup=3)
+                many = timed(lambda: clf.predict_proba(faces), args.repeats, warmup=3)
                 row = {"model": name, "tta": clf.tta, "backend": backend, "threads": threads,
-                       "batch1_ms": [float(np.median(one)), min(one)],
-                       "batch64_faces_per_s": [64000 / float(np.median(many)), 64000 / min(many)]}
+                       "batch1_ms": one, "batch64_faces_per_s": [64000 / many[0], 64000 / many[1]]}
                 rows.append(row)
                 if not args.json:
                     print(f"{name:8s} tta={clf.tta:5s} {backend:5s} {threads} thr: one face "

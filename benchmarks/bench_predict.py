@@ -19,30 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from timing import timed
+
 ONE_FACE = "single_face.jpg"
 FIVE_FACES = "multi_face.jpg"
 FRAME = (640, 480)
 FER_NAME = "fer (haar + tflite)"
-
-
-def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
-    """[median, best] wall time of ``fn()`` in milliseconds. On a shared machine the best run is the one
-    least disturbed by other work; the median shows what a user sees under that load."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return [statistics.median(times), min(times)]
 
 
 def per_second(n: int, ms: list[float]) -> list[float]:

@@ -1,9 +1,10 @@
 """ONNX export and the ONNX Runtime backend.
 
 The exported graph is the whole classifier, not just the network: it takes ``faces``, float32 N x S x S x 3 RGB
-crops with pixel values 0-255 (float, so a crop resized on the host keeps torch's exact values), and runs the same torch functions inference uses (``match_channels``, ``normalize``, ``tta_views``),
-the model, the temperature and the softmax. Preprocessing therefore cannot drift between backends, and any
-ONNX consumer (a browser, a phone) gets ferkit's numbers from the crop alone. Outputs: ``probs`` and
+crops with pixel values 0-255 (float, so a crop resized on the host keeps torch's exact values), and runs the
+same torch functions inference uses (``match_channels``, ``normalize``, ``tta_views``), the model, the
+temperature and the softmax. Preprocessing therefore cannot drift between backends, and any ONNX consumer (a
+browser, a phone) gets ferkit's numbers from the crop alone. Outputs: ``probs`` and
 ``logits`` (temperature-scaled, TTA-averaged), N x num_classes. The batch axis is dynamic.
 
 The model's config is embedded as metadata (``ferkit.config`` JSON, ``ferkit.tta``, ...), so an .onnx file
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import ModelError
-from ferkit.paths import WEIGHTS_DIR
+from ferkit.paths import WEIGHTS_DIR, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         entry.key, entry.value = META_PREFIX + key, value
     proto.producer_name, proto.producer_version = "ferkit", __version__
     proto.doc_string = f"ferkit {config.arch} expression classifier ({', '.join(config.labels)})"
-    _atomic_write(out, proto.SerializeToString())
+    with atomic_write(out) as f:
+        f.write(proto.SerializeToString())
     if verify:
         _verify(out, graph, size)
     log.debug("exported %s to %s (%.1f MB)", meta["source"], out, out.stat().st_size / 1e6)
@@ -310,10 +312,3 @@ def _sha256(path: Path) -> str:
     from ferkit.faces import sha256_file
 
     return sha256_file(Path(path))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from ferkit.paths import atomic_write
-
-    with atomic_write(path) as f:
-        f.write(data)

@@ -247,7 +247,6 @@ def download_yunet(dest: str | Path | None = None, *, timeout: float = 30.0,
     if os.environ.get("FERKIT_OFFLINE", "") not in ("", "0"):
         raise DetectorError(f"FERKIT_OFFLINE is set, not downloading YuNet; {_yunet_instructions()}")
     log.info("downloading the YuNet face detector (230 kB) from %s", YUNET_URL)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_write(dest) as out, opener(YUNET_URL, timeout=timeout) as response:
             digest = hashlib.sha256()
