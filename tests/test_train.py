@@ -14,8 +14,8 @@ import torch
 from ferkit.augment import AugmentConfig
 from ferkit.checkpoint import load_checkpoint, load_model
 from ferkit.errors import FerkitError
-from ferkit.train import (SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order, lr_factor,
-                          train)
+from ferkit.train import (RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order,
+                          lr_factor, train)
 from synthetic import learnable_dataset
 
 NO_AUG = AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0)
@@ -167,12 +167,11 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert math.isfinite(float(rows[-1]["val_loss"]))
 
 
-@pytest.mark.parametrize("recipe", ["default", "fast", "baseline"])
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipes_build_their_model_and_explicit_flags_override_them(recipe):
     from ferkit.cli import build_parser
     from ferkit.cli.train import build_config
     from ferkit.models import create_model
-    from ferkit.train import RECIPES
 
     args = build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", "--recipe", recipe,
                                       "--epochs", "3", "--rotate", "4"])

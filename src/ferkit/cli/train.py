@@ -52,7 +52,7 @@ def register(sub) -> None:
                        "best.pt, last.pt, metrics.csv, curves.png and config.json.")
     p.add_argument("--data", required=True, help="dataset path (FER2013 folder, zip or csv)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--recipe", help="start from a named recipe: default, fast, baseline")
+    p.add_argument("--recipe", help="start from a named recipe: default, fast, baseline, vgg")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     for flag, typ, text in _FIELDS:
         p.add_argument(f"--{flag}", type=typ, help=text)
