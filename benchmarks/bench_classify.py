@@ -27,21 +27,15 @@ def main() -> None:
 
     import torch
 
-    from ferkit.checkpoint import WEIGHTS_DIR
-    from ferkit.export import OnnxClassifier
+    from ferkit.export import load_onnx_classifier
     from ferkit.recognizer import TorchClassifier
 
     rows = []
     for name in args.models.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
-            onnx_path = WEIGHTS_DIR / f"{name}.onnx"
-            if args.tta:
-                from ferkit.export import _cached_export
-
-                onnx_path = _cached_export(name, args.tta)
             backends = {"torch": TorchClassifier.load(name, device="cpu", tta=args.tta),
-                        "onnx": OnnxClassifier(onnx_path, threads=threads)}
+                        "onnx": load_onnx_classifier(name, tta=args.tta, device="cpu", threads=threads)}
             for backend, clf in backends.items():
                 s = clf.input_size
                 faces = np.random.default_rng(0).integers(0, 256, (64, s, s, 3), np.uint8)

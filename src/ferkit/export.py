@@ -276,9 +276,10 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, device: str = "auto",
-                         batch_size: int = 64) -> OnnxClassifier:
+                         batch_size: int = 64, threads: int | None = None) -> OnnxClassifier:
     """An .onnx file, a shipped model (its shipped .onnx when present) or a checkpoint exported once into
-    ferkit's cache (keyed by the checkpoint's SHA-256 and the TTA mode)."""
+    ferkit's cache (keyed by the checkpoint's SHA-256 and the TTA mode). ``threads`` caps ONNX Runtime's
+    intra-op threads (default: its own choice, all cores)."""
     spec = str(model)
     if spec.endswith(".onnx"):
         path = Path(spec)
@@ -287,11 +288,11 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
     else:
         shipped = WEIGHTS_DIR / f"{spec}.onnx"
         path = shipped if shipped.is_file() and "/" not in spec else _cached_export(spec, tta)
-    clf = OnnxClassifier(path, device=device, batch_size=batch_size)
+    clf = OnnxClassifier(path, device=device, batch_size=batch_size, threads=threads)
     if tta is not None and tta != clf.tta:
         if spec.endswith(".onnx"):
             raise ModelError(f"{path} was exported with tta={clf.tta!r}; re-export with --tta {tta} to change it")
-        clf = OnnxClassifier(_cached_export(spec, tta), device=device, batch_size=batch_size)
+        clf = OnnxClassifier(_cached_export(spec, tta), device=device, batch_size=batch_size, threads=threads)
     return clf
 
 
