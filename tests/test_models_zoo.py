@@ -77,6 +77,15 @@ def test_registry_defaults():
     assert set(ZOO) <= {e.name for e in list_models()}
 
 
+@pytest.mark.parametrize("name,params", [("fernet_s", 314_319), ("fernet", 1_549_847), ("fernet_l", 6_485_679)])
+def test_fernet_family_sizes_at_the_shipped_40x40_input(name, params):
+    # The shipped models' parameter counts (MODEL_CARD.md); global pooling makes any input size work.
+    model = create_model(name, num_classes=7, in_chans=1, input_size=40).eval()
+    assert count_parameters(model) == params
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 40, 40)).shape == (2, 7)
+
+
 def test_vgg_fer_is_the_studies_network():
     model = create_model("vgg_fer")
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]

@@ -106,8 +106,8 @@ def test_an_interrupted_study_resumes_without_redoing_finished_work(tmp_path, ba
     real_write, real_eval, real_train = trainer.write_history, study.evaluate_model, study.train
 
     # 1. Ctrl-C after the first epoch of the second fine-tune (the first one has finished).
-    def interrupt_lower(out, history):
-        real_write(out, history)
+    def interrupt_lower(out, history, **kw):
+        real_write(out, history, **kw)
         if out.name == "finetune-lower" and len(history) == 1:
             raise KeyboardInterrupt
 

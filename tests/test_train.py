@@ -50,6 +50,24 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, data):
     assert mcfg.arch == "baseline_cnn"
 
 
+def test_curves_are_redrawn_at_most_every_30_s_and_at_the_end(tmp_path, data, monkeypatch):
+    # Plotting costs a tenth of a GPU epoch; metrics.csv is still written every epoch.
+    import ferkit.train as trainer
+
+    real_write, plots = trainer.write_history, []
+
+    def spy(out, history, plot=True):
+        plots.append(plot)
+        real_write(out, history, plot=plot)
+        assert (out / "curves.png").exists() == any(plots)
+        assert len(list(csv.DictReader(open(out / "metrics.csv")))) == len(history)
+
+    monkeypatch.setattr(trainer, "write_history", spy)
+    train(tiny(tmp_path, epochs=3), data)
+    assert plots == [False, False, True]
+
+
+
 def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch):
     kw = dict(epochs=3, augment=AugmentConfig(erase=0.3, rotate=10), cutmix=1.0, mix_prob=0.5, label_smoothing=0.1)
     full = tiny(tmp_path / "a", **kw)
@@ -59,8 +77,8 @@ def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, m
 
     real_write = trainer.write_history
 
-    def interrupt_after_epoch_2(out, history):
-        real_write(out, history)
+    def interrupt_after_epoch_2(out, history, **kw):
+        real_write(out, history, **kw)
         if len(history) == 2:
             raise KeyboardInterrupt  # Ctrl-C right after epoch 2's checkpoint
 

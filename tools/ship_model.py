@@ -1,12 +1,14 @@
 """Turn a training run into a shipped model: src/ferkit/weights/NAME.pt and its ONNX twin NAME.onnx.
 
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
+    python tools/ship_model.py ensemble.pt --name best --data ../shared/data/fer2013.zip --half --no-onnx
 
 Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
 stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`),
 and a temperature fitted on publictest probabilities is kept if it lowers the expected calibration error.
 The shipped file holds weights and config only (no optimiser state), plus the training command, wall time
-and the publictest metrics it was selected on.
+and the publictest metrics it was selected on. An ensemble (`ferkit ensemble`) ships the same way; its
+members' training commands, wall times and hardware are read from their run folders.
 """
 from __future__ import annotations
 
@@ -25,15 +27,17 @@ from ferkit.metrics import expected_calibration_error
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="training run folder (with best.pt and config.json)")
-    ap.add_argument("--name", required=True, help="shipped model name: default, fast, robust")
+    ap.add_argument("run", type=Path, help="training run folder (with best.pt and config.json), or an ensemble .pt")
+    ap.add_argument("--name", required=True, help="shipped model name: default, fast, robust, best")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="publictest")
     ap.add_argument("--tta", choices=TTA_MODES,
                     help="store this TTA mode instead of the most accurate one (e.g. none for a speed-first model)")
+    ap.add_argument("--half", action="store_true", help="store the weights as float16 (half the file)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX twin (torch-only models)")
     args = ap.parse_args()
 
-    ckpt = load_checkpoint(args.run / "best.pt")
+    ckpt = load_checkpoint(args.run if args.run.is_file() else args.run / "best.pt")
     config = ModelConfig.from_dict(ckpt["config"])
     model = build_model(config)
     model.load_state_dict(ckpt["state_dict"])
@@ -57,25 +61,39 @@ def main() -> None:
           f"{min(ece_before, ece_after):.4f})")
 
     config.tta, config.temperature = best_tta, temperature
-    run_config = json.loads((args.run / "config.json").read_text())
     # Recomputed with the final config, exactly as `ferkit evaluate --model NAME` will compute it.
     metrics = evaluate_model(model, config, split).metrics
     meta = {
-        "name": args.name, "command": run_config["command"], "train_seconds": ckpt["meta"].get("train_seconds"),
-        "best_epoch": ckpt["meta"].get("epoch"), "selected_on": args.split,
+        "name": args.name, "selected_on": args.split,
         "accuracy_by_tta": {t: by_tta[t].metrics["accuracy"] for t in TTA_MODES},
         "ece_uncalibrated": ece_before, "metrics": metrics,
-        "hardware": {k: run_config.get(k) for k in ("machine", "cpus", "cuda", "torch")},
     }
-    summary = args.run / "summary.json"
-    if summary.exists():
-        meta["train_seconds"] = json.loads(summary.read_text()).get("train_seconds")
+    if config.arch == "ensemble":
+        meta["command"] = ckpt["meta"]["command"]
+        # Member paths are as given to `ferkit ensemble`: relative ones to the folder it ran in, the ensemble's.
+        meta["members"] = [{**run_info((args.run.parent / m["source"]).parent), "best_epoch": m.get("epoch"),
+                            "metrics": m.get("metrics")} for m in ckpt["meta"]["members"]]
+    else:
+        meta.update(run_info(args.run), best_epoch=ckpt["meta"].get("epoch"))
     out = WEIGHTS_DIR / f"{args.name}.pt"
-    save_checkpoint(out, model, config, meta=meta)
+    save_checkpoint(out, model.half() if args.half else model, config, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if args.no_onnx:
+        return
     # The ONNX twin lets backend="auto" serve the shipped model without importing torch (cold start).
     onnx_path = export_onnx(out, WEIGHTS_DIR / f"{args.name}.onnx")
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
+
+
+def run_info(run: Path) -> dict:
+    """Training command, wall time and hardware of a training run folder."""
+    run_config = json.loads((run / "config.json").read_text())
+    info = {"command": run_config["command"],
+            "hardware": {k: run_config.get(k) for k in ("machine", "cpus", "cuda", "torch")}}
+    summary = run / "summary.json"
+    if summary.exists():
+        info["train_seconds"] = json.loads(summary.read_text()).get("train_seconds")
+    return info
 
 
 if __name__ == "__main__":

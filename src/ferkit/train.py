@@ -402,6 +402,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
 
         bar = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, unit="step", dynamic_ncols=True,
                    desc=f"train {cfg.model}")
+    last_plot = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # same order on every rank
@@ -479,11 +480,16 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
                      "plateau_scale": plateau_scale, "best_val_loss": best_val_loss, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}
             save_checkpoint(out / "last.pt", model, mcfg, meta=meta, train_state=state)
-            write_history(out, history)
+            # Plotting costs ~0.3 s, a tenth of a GPU epoch: redraw the curves at most every 30 s (and at the end).
+            plot = time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs
+            write_history(out, history, plot=plot)
+            last_plot = time.monotonic() if plot else last_plot
             log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
                      " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         if cfg.early_stop and stale >= cfg.early_stop:
             log.info("early stop: no improvement for %d epochs", stale)
+            if ddp.main:
+                write_history(out, history, plot=True)
             break
     if bar is not None:
         bar.close()
@@ -512,11 +518,13 @@ def write_run_config(out: Path, cfg: TrainConfig, mcfg: ModelConfig, n_train: in
     (out / "config.json").write_text(json.dumps(info, indent=2))
 
 
-def write_history(out: Path, history: list[dict[str, float]]) -> None:
+def write_history(out: Path, history: list[dict[str, float]], plot: bool = True) -> None:
     with open(out / "metrics.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
+    if not plot:
+        return
     from ferkit.plots.training import plot_curves
 
     plot_curves(history, out / "curves.png")

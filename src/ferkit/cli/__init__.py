@@ -13,7 +13,7 @@ import sys
 from ferkit import __version__
 
 # Order here is the order in `ferkit --help`.
-_VERB_MODULES = ("data", "models", "train", "evaluate", "predict", "export", "explain", "study")
+_VERB_MODULES = ("data", "models", "train", "evaluate", "ensemble", "predict", "export", "explain", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ def register(sub) -> None:
                     "model's config is embedded as metadata.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="shipped model name (default, fast, robust) or checkpoint .pt")
+    p.add_argument("model", metavar="MODEL", help="shipped model name (default, fast, robust, best) or checkpoint .pt")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     p.add_argument("--out", metavar="FILE", help="output file (default: MODEL's name with .onnx, here)")
     p.add_argument("--tta", choices=("none", "flip", "flip_crop"), default=None,

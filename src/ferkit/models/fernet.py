@@ -92,3 +92,10 @@ def fernet_s(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **kw
     kwargs.setdefault("widths", (16, 32, 64, 128))
     kwargs.setdefault("blocks", (1, 1, 1, 1))
     return FERNet(num_classes, in_chans, **kwargs)
+
+
+@register_model("fernet_l", description="a wider FERNet (64-512 channels, about 6.5M parameters) for GPU training")
+def fernet_l(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **kwargs) -> nn.Module:
+    kwargs.setdefault("widths", (64, 128, 256, 512))
+    kwargs.setdefault("blocks", (1, 2, 2, 1))
+    return FERNet(num_classes, in_chans, **kwargs)

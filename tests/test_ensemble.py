@@ -1,0 +1,99 @@
+"""Ensembles: one checkpoint whose probabilities are the mean of its members', usable wherever a model is."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import ModelConfig, load_checkpoint, load_model, save_checkpoint
+from ferkit.cli import main
+from ferkit.ensemble import combine_checkpoints
+from ferkit.errors import ModelError
+from ferkit.inference import classify
+from ferkit.models import create_model
+
+
+def member(path: Path, arch: str, seed: int, **config) -> Path:
+    torch.manual_seed(seed)
+    model = create_model(arch, input_size=config.get("input_size", 48))
+    for m in model.modules():  # non-trivial batch-norm statistics, so eval mode differs from identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    save_checkpoint(path, model, ModelConfig(arch=arch, **config), meta={"command": f"ferkit train --seed {seed}"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("members")
+    # Different architectures, temperatures and normalisations: the ensemble must honour each member's own.
+    return [member(d / "a.pt", "fernet_s", 0, temperature=0.7, tta="flip"),
+            member(d / "b.pt", "baseline_cnn", 1, temperature=1.3, mean=[0.4], std=[0.25])]
+
+
+def probs(spec: Path, faces: np.ndarray, tta: str | None = "none") -> np.ndarray:
+    model, config = load_model(spec)
+    return classify(model, faces, config, tta=tta)
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
+
+
+def test_probabilities_are_the_mean_of_the_members(members, faces, tmp_path):
+    out = combine_checkpoints(members, tmp_path / "ens.pt")
+    model, config = load_model(out)
+    assert config.arch == "ensemble" and config.tta == "flip" and config.temperature == 1.0
+    expected = np.mean([probs(m, faces) for m in members], axis=0)
+    got = classify(model, faces, config, tta="none")
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, probs(members[0], faces), atol=1e-3)
+
+
+def test_meta_records_the_members(members, tmp_path):
+    meta = load_checkpoint(combine_checkpoints(members, tmp_path / "ens.pt"))["meta"]
+    assert meta["command"].startswith("ferkit ensemble ")
+    assert [m["source"] for m in meta["members"]] == [str(m) for m in members]
+    assert meta["members"][1]["command"] == "ferkit train --seed 1"
+
+
+def test_half_precision_file_is_smaller_and_predicts_the_same(members, faces, tmp_path):
+    full = combine_checkpoints(members, tmp_path / "full.pt")
+    half = combine_checkpoints(members, tmp_path / "half.pt", tta="none", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    state = load_checkpoint(half)["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    model, config = load_model(half)
+    assert next(model.parameters()).dtype == torch.float32 and config.tta == "none"
+    p_full, p_half = probs(full, faces), classify(model, faces, config)
+    assert np.abs(p_full - p_half).max() < 5e-3
+
+
+def test_members_must_see_the_same_faces(members, tmp_path):
+    other = member(tmp_path / "c.pt", "fernet_s", 2, input_size=40)
+    with pytest.raises(ModelError, match="input_size=40"):
+        combine_checkpoints([members[0], other], tmp_path / "ens.pt")
+    with pytest.raises(ModelError, match="at least two"):
+        combine_checkpoints(members[:1], tmp_path / "ens.pt")
+    assert not (tmp_path / "ens.pt").exists()
+
+
+def test_cli_writes_an_ensemble_that_exports_to_onnx(members, faces, tmp_path, capsys):
+    out = tmp_path / "ens.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(out), "--tta", "none"]) == 0
+    assert "2 members" in capsys.readouterr().err
+    from ferkit.export import OnnxClassifier, export_onnx
+
+    onnx_path = export_onnx(out, tmp_path / "ens.onnx")
+    p_onnx = OnnxClassifier(onnx_path).predict_proba(faces)
+    p_torch = probs(out, faces, tta=None)
+    assert np.abs(p_onnx - p_torch).max() < 1e-4
+
+
+def test_cli_reports_a_missing_member(members, tmp_path, capsys):
+    assert main(["ensemble", str(members[0]), str(tmp_path / "nope.pt"), "--out", str(tmp_path / "e.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
