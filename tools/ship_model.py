@@ -41,6 +41,8 @@ def main() -> None:
     config = ModelConfig.from_dict(ckpt["config"])
     model = build_model(config)
     model.load_state_dict(ckpt["state_dict"])
+    if args.half:  # round now, so every number below is what the float16 file will give
+        model.half().float()
     model.eval()
     split = load_dataset(args.data).split(args.split)
 
