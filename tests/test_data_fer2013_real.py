@@ -5,8 +5,6 @@ folder; every other test reads that cache.
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ferkit.data.loader import load_dataset_with_report
@@ -38,12 +36,11 @@ def test_kaggle_release_counts(fer2013):
     assert ds.split("train").class_counts() == TRAIN_COUNTS
 
 
-def test_cached_read_is_fast_and_identical(fer2013, fer2013_zip, cache):
+def test_second_read_comes_from_the_cache_and_is_identical(fer2013, fer2013_zip, cache):
+    # How much faster the cached read is belongs to benchmarks/bench_data.py, not to a timed test.
     first, _ = fer2013
-    start = time.perf_counter()
     ds, report = load_dataset_with_report(fer2013_zip, cache_dir=cache)
     assert report.from_cache
-    assert time.perf_counter() - start < 5  # ~0.5 s; generous for a loaded CI machine
     assert (ds.labels == first.labels).all() and (ds.sources == first.sources).all()
 
 

@@ -1,7 +1,7 @@
 """Turn a training run into a shipped model: src/ferkit/weights/NAME.pt and its ONNX twin NAME.onnx.
 
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
-    python tools/ship_model.py ensemble.pt --name best --data ../shared/data/fer2013.zip --half --no-onnx
+    python tools/ship_model.py ensemble.pt --name default --data ../shared/data/fer2013.zip --half
 
 Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
 stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`),
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from ferkit.calibrate import fit_temperature, rescale
-from ferkit.checkpoint import WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from ferkit.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from ferkit.data import load_dataset
 from ferkit.evaluate import evaluate_model
 from ferkit.export import export_onnx
@@ -28,13 +28,12 @@ from ferkit.metrics import expected_calibration_error
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="training run folder (with best.pt and config.json), or an ensemble .pt")
-    ap.add_argument("--name", required=True, help="shipped model name: default, fast, robust, best")
+    ap.add_argument("--name", required=True, choices=SHIPPED_MODELS, help="shipped model name")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="publictest")
     ap.add_argument("--tta", choices=TTA_MODES,
                     help="store this TTA mode instead of the most accurate one (e.g. none for a speed-first model)")
     ap.add_argument("--half", action="store_true", help="store the weights as float16 (half the file)")
-    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX twin (torch-only models)")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.run if args.run.is_file() else args.run / "best.pt")
@@ -80,8 +79,6 @@ def main() -> None:
     out = WEIGHTS_DIR / f"{args.name}.pt"
     save_checkpoint(out, model.half() if args.half else model, config, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    if args.no_onnx:
-        return
     # The ONNX twin lets backend="auto" serve the shipped model without importing torch (cold start).
     onnx_path = export_onnx(out, WEIGHTS_DIR / f"{args.name}.onnx")
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")

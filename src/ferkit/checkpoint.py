@@ -5,8 +5,8 @@ A checkpoint file is a dict of tensors and plain data only::
     {"format": "ferkit", "version": 1, "config": ModelConfig.to_dict(), "state_dict": {...},
      "meta": {...plain data: training command, metrics...}, "train_state": {...} (last.pt only)}
 
-``load_model("default")`` (or "fast", "robust", "best") loads a model shipped in ``ferkit/weights``. Weights may be
-stored as float16 (halving the file); they load into float32 models.
+``load_model("default")`` (or "fast", "robust") loads a model shipped in ``ferkit/weights``. Weights may be stored
+as float16 (halving the file); they load into float32 models.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ferkit.paths import WEIGHTS_DIR, atomic_write
 
 FORMAT = "ferkit"
 VERSION = 1
-SHIPPED_MODELS = ("default", "fast", "robust", "best")
+SHIPPED_MODELS = ("default", "fast", "robust")
 
 
 @dataclass
