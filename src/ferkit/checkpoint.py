@@ -19,11 +19,10 @@ import torch.nn as nn
 
 from ferkit.errors import ModelError
 from ferkit.labels import EMOTIONS
-from ferkit.paths import WEIGHTS_DIR, atomic_write
+from ferkit.paths import SHIPPED_MODELS, WEIGHTS_DIR, atomic_write
 
 FORMAT = "ferkit"
 VERSION = 1
-SHIPPED_MODELS = ("default", "fast", "robust")
 
 
 @dataclass

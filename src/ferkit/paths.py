@@ -11,6 +11,7 @@ from typing import IO, Iterator
 # The models shipped inside the package (default.pt and its default.onnx twin, ...). Defined here, in a module
 # without torch, so the ONNX path (recognizer, export) can find them without importing it.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED_MODELS = ("default", "fast", "robust")
 
 
 def cache_dir(sub: str = "") -> Path:

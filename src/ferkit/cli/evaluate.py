@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.paths import SHIPPED_MODELS
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a model on a dataset split",
                        description="Evaluate a checkpoint (or a shipped model) on a dataset split.")
     p.add_argument("--data", required=True, help="dataset path (FER2013 folder, zip or csv)")
     p.add_argument("--split", default="publictest", help="split: train, publictest (= val), privatetest, test")
-    p.add_argument("--model", default="default", help="checkpoint file or shipped model name (default, fast, robust, best)")
+    p.add_argument("--model", default="default",
+                   help=f"checkpoint file or shipped model name ({', '.join(SHIPPED_MODELS)})")
     p.add_argument("--occlusion", help="evaluate with this occlusion mask (upper, lower, left, right, ...)")
     p.add_argument("--tta", nargs="?", const="flip_crop", default=None,
                    help="test-time augmentation: none, flip or flip_crop (bare --tta: flip_crop); "

@@ -283,8 +283,8 @@ def _run_dataset(model, config, methods: list[str], args: argparse.Namespace) ->
                          **{k: round(float(v[j]), 4) for k, v in shares.items()}})
     grid = save_summary_grid(
         args.out / "summary.png", mean_maps, emotions, mean_faces, [int(counts[k]) for k in present],
-        title=f"{Path(args.model).stem if args.model not in ('default', 'fast', 'robust') else args.model}"
-              f" ({config.arch}) on {ds.name or Path(args.dataset).name} {args.split}: mean maps per true emotion",
+        title=f"{Path(args.model).stem} ({config.arch}) on {ds.name or Path(args.dataset).name} {args.split}:"
+              " mean maps per true emotion",
     )
     table = args.out / "regions.csv"
     with table.open("w", newline="") as fh:

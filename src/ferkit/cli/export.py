@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.paths import SHIPPED_MODELS
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -15,7 +17,7 @@ def register(sub) -> None:
                     "model's config is embedded as metadata.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="shipped model name (default, fast, robust, best) or checkpoint .pt")
+    p.add_argument("model", metavar="MODEL", help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or checkpoint .pt")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     p.add_argument("--out", metavar="FILE", help="output file (default: MODEL's name with .onnx, here)")
     p.add_argument("--tta", choices=("none", "flip", "flip_crop"), default=None,
