@@ -17,7 +17,8 @@ def register(sub) -> None:
                     "model's config is embedded as metadata.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or checkpoint .pt")
+    p.add_argument("model", metavar="MODEL",
+                   help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or checkpoint .pt")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     p.add_argument("--out", metavar="FILE", help="output file (default: MODEL's name with .onnx, here)")
     p.add_argument("--tta", choices=("none", "flip", "flip_crop"), default=None,
