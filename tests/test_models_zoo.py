@@ -77,7 +77,8 @@ def test_registry_defaults():
     assert set(ZOO) <= {e.name for e in list_models()}
 
 
-@pytest.mark.parametrize("name,params", [("fernet_s", 314_319), ("fernet", 1_549_847), ("fernet_l", 6_485_679)])
+@pytest.mark.parametrize("name,params", [("fernet_s", 314_319), ("fernet", 1_549_847), ("fernet_m", 3_323_959),
+                                         ("fernet_l", 6_485_679)])
 def test_fernet_family_sizes_at_the_shipped_40x40_input(name, params):
     # The shipped models' parameter counts (MODEL_CARD.md); global pooling makes any input size work.
     model = create_model(name, num_classes=7, in_chans=1, input_size=40).eval()
