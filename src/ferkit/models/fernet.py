@@ -95,7 +95,7 @@ def fernet_s(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **kw
 
 
 @register_model("fernet_m", description="FERNet with wider deep stages (32-64-192-384, about 3.3M parameters): "
-                                     "1.6x the cost of fernet on a CPU")
+                                     "about 1.5x fernet's training time on a CPU")
 def fernet_m(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **kwargs) -> nn.Module:
     # Width goes to the 10 px and 5 px stages, where a CPU runs convolutions most efficiently per FLOP; the
     # full-resolution stages stay as narrow as fernet's.
