@@ -28,6 +28,7 @@ from ferkit import __version__
 from ferkit.augment import AugmentConfig, augment, mix_batch
 from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
+from ferkit.distill import Teacher, check_weight, distill_targets
 from ferkit.errors import FerkitError
 from ferkit.inference import classify
 from ferkit.preprocess import match_channels, normalize, resize, uint8_to_nchw
@@ -81,6 +82,9 @@ class TrainConfig:
     val_split: str = "publictest"
     pretrained: str | None = None  # ImageNet state dict file (torchvision names)
     finetune: str | None = None  # ferkit checkpoint to start from
+    teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.distill)
+    distill: float = 0.5  # the teacher's share of each training target
+    teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
     freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
     folds: int = 0
     drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
@@ -361,6 +365,10 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     model = model.to(memory_format=mem)
     optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     amp_dtype = autocast_dtype(cfg.precision, device)
+    teacher = None
+    if cfg.teacher:
+        check_weight(cfg.distill)
+        teacher = Teacher(cfg.teacher, mcfg, device, tta=cfg.teacher_tta, amp_dtype=amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
 
     # Resume: everything that decides the rest of the run comes from last.pt.
@@ -425,6 +433,8 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, aug_gen)
             if cfg.label_smoothing:
                 targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
+            if teacher is not None:
+                targets = distill_targets(targets, teacher(x), cfg.distill)
             lr = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + step, steps_per_epoch, plateau_scale)
             for group in optimizer.param_groups:
                 group["lr"] = lr

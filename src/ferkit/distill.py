@@ -1,0 +1,69 @@
+"""Knowledge distillation: a trained model (or ensemble) supplies soft targets while another one trains.
+
+The teacher sees exactly the batch the student sees, after augmentation and CutMix/mixup ("consistent
+teaching"), so its probabilities describe the very pixels the student is graded on, mixed faces included.
+Its probabilities are temperature-scaled as its checkpoint says (a shipped model's calibrated temperature),
+and the training target becomes ``(1 - weight) * labels + weight * teacher``::
+
+    ferkit train --data fer2013.zip --recipe fast --teacher default --distill 0.5 --out runs/fast-kd
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ferkit.checkpoint import ModelConfig, load_model
+from ferkit.errors import FerkitError
+from ferkit.inference import TTA_MODES, predict_logits
+from ferkit.preprocess import normalize, resize
+
+
+class Teacher:
+    """A frozen model that turns the student's normalised input batch into target probabilities."""
+
+    def __init__(self, spec: str | Path, student: ModelConfig, device: torch.device, tta: str = "none",
+                 amp_dtype: torch.dtype | None = None):
+        if tta not in TTA_MODES:
+            raise FerkitError(f"unknown teacher TTA {tta!r}; choose one of {', '.join(TTA_MODES)}")
+        self.model, self.config = load_model(spec, device=device)
+        self.model.requires_grad_(False)
+        if self.config.labels != student.labels:
+            raise FerkitError(f"teacher {spec} predicts {self.config.labels}, but the student learns "
+                              f"{student.labels}; a teacher must share the student's labels in order")
+        if self.config.in_chans != student.in_chans:
+            raise FerkitError(f"teacher {spec} takes {self.config.in_chans}-channel input, the student "
+                              f"{student.in_chans}; train the student with --in-chans {self.config.in_chans}")
+        self.student = student
+        self.tta, self.amp_dtype, self.device = tta, amp_dtype, device
+        # Same crop size and normalisation (the usual case): the student's batch goes in as it is.
+        self.same_input = (self.config.input_size == student.input_size and list(self.config.mean) ==
+                           list(student.mean) and list(self.config.std) == list(student.std))
+
+    def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same_input:
+            return x
+        mean = torch.tensor(self.student.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
+        std = torch.tensor(self.student.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
+        pixels = x.float() * std + mean  # back to [0, 255], then the teacher's own size and normalisation
+        return normalize(resize(pixels, self.config.input_size), self.config).contiguous(
+            memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (N x classes, float32) for the student's normalised batch ``x``."""
+        x = self._teacher_input(x)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            logits = predict_logits(self.model, x, self.tta)
+        return torch.softmax(logits.float() / self.config.temperature, dim=1)
+
+
+def check_weight(weight: float) -> None:
+    if not 0.0 <= weight <= 1.0:
+        raise FerkitError(f"--distill must be between 0 and 1 (the teacher's share of the target); got {weight}")
+
+
+def distill_targets(targets: torch.Tensor, teacher_probs: torch.Tensor, weight: float) -> torch.Tensor:
+    """Blend the (smoothed, mixed) label targets with the teacher's probabilities; rows still sum to 1."""
+    return targets * (1.0 - weight) + teacher_probs * weight

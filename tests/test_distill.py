@@ -1,0 +1,97 @@
+"""Knowledge distillation: the student learns what the teacher knows, even where the labels say otherwise."""
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import load_model
+from ferkit.distill import Teacher, distill_targets
+from ferkit.errors import FerkitError
+from ferkit.inference import classify
+from ferkit.preprocess import faces_to_tensor
+from ferkit.train import train
+from synthetic import learnable_dataset
+from test_train import tiny
+
+
+@pytest.fixture(scope="module")
+def data():
+    return learnable_dataset(n_train=224, n_val=70, size=24)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("teacher")
+    summary = train(tiny(out, epochs=4, optimizer="adam", lr=3e-3), data)
+    assert summary["best_val_accuracy"] > 0.6
+    return out / "run" / "best.pt"
+
+
+def scrambled(data, seed=1):
+    """The same faces with the training labels shuffled: nothing left to learn from the labels alone."""
+    labels = data.labels.copy()
+    train_rows = np.flatnonzero(data.splits == "train")
+    labels[train_rows] = np.random.default_rng(seed).permutation(labels[train_rows])
+    return replace(data, labels=labels)
+
+
+def test_a_student_learns_from_the_teacher_when_the_labels_are_noise(tmp_path, data, teacher_ckpt):
+    noisy = scrambled(data)
+    taught = train(tiny(tmp_path / "kd", epochs=4, optimizer="adam", lr=3e-3, teacher=str(teacher_ckpt),
+                        distill=1.0), noisy)
+    alone = train(tiny(tmp_path / "alone", epochs=4, optimizer="adam", lr=3e-3), noisy)
+    # Validation labels are the true ones: the teacher carries them across, the shuffled labels cannot.
+    assert taught["best_val_accuracy"] > 0.6
+    assert alone["best_val_accuracy"] < 0.4
+    config = (tmp_path / "kd" / "run" / "config.json").read_text()
+    assert str(teacher_ckpt) in config  # the run folder says where its targets came from
+
+
+def test_targets_blend_labels_and_teacher_and_stay_distributions():
+    labels = torch.eye(3)[[0, 1, 2]]
+    teacher = torch.softmax(torch.randn(3, 3), 1)
+    assert torch.equal(distill_targets(labels, teacher, 0.0), labels)
+    assert torch.allclose(distill_targets(labels, teacher, 1.0), teacher)
+    blend = distill_targets(labels, teacher, 0.3)
+    assert torch.allclose(blend, 0.7 * labels + 0.3 * teacher)
+    assert torch.allclose(blend.sum(1), torch.ones(3))
+
+
+def test_teacher_at_another_input_size_sees_its_own_preprocessing(data, teacher_ckpt):
+    # Teacher at 24 px, student at 32 px with its own normalisation: the teacher must get the faces exactly as
+    # its own pipeline would make them from the same pixels.
+    model, tcfg = load_model(teacher_ckpt)
+    student = replace(tcfg, input_size=32, mean=[0.4], std=[0.3])
+    teacher = Teacher(teacher_ckpt, student, torch.device("cpu"))
+    assert not teacher.same_input
+    faces = np.stack([cv2.resize(f, (32, 32)) for f in data.split("publictest").images[:20]])
+    probs = teacher(faces_to_tensor(faces, student))
+    assert np.allclose(probs.numpy(), classify(model, faces, tcfg, tta="none"), atol=1e-5)
+
+
+def test_teacher_tta_averages_the_flipped_view(data, teacher_ckpt):
+    model, tcfg = load_model(teacher_ckpt)
+    faces = data.split("publictest").images[:20]
+    x = faces_to_tensor(faces, tcfg)
+    plain = Teacher(teacher_ckpt, tcfg, torch.device("cpu"))(x)
+    flip = Teacher(teacher_ckpt, tcfg, torch.device("cpu"), tta="flip")(x)
+    assert np.allclose(plain.numpy(), classify(model, faces, tcfg, tta="none"), atol=1e-5)
+    assert np.allclose(flip.numpy(), classify(model, faces, tcfg, tta="flip"), atol=1e-5)
+    assert not torch.allclose(plain, flip)
+
+
+def test_bad_teachers_and_weights_are_refused_before_training(tmp_path, data, teacher_ckpt):
+    _, tcfg = load_model(teacher_ckpt)
+    with pytest.raises(FerkitError, match="labels"):
+        Teacher(teacher_ckpt, replace(tcfg, labels=list(reversed(tcfg.labels))), torch.device("cpu"))
+    with pytest.raises(FerkitError, match="in-chans"):
+        Teacher(teacher_ckpt, replace(tcfg, in_chans=3), torch.device("cpu"))
+    with pytest.raises(FerkitError, match="TTA"):
+        Teacher(teacher_ckpt, tcfg, torch.device("cpu"), tta="mirror")
+    with pytest.raises(FerkitError, match="between 0 and 1"):
+        train(tiny(tmp_path, teacher=str(teacher_ckpt), distill=1.5), data)
+    assert not (tmp_path / "run" / "last.pt").exists()
+    with pytest.raises(FerkitError):
+        train(tiny(tmp_path, teacher=str(tmp_path / "missing.pt")), data)
