@@ -1,4 +1,5 @@
 """Knowledge distillation: the student learns what the teacher knows, even where the labels say otherwise."""
+import csv
 from dataclasses import replace
 
 import cv2
@@ -47,6 +48,9 @@ def test_a_student_learns_from_the_teacher_when_the_labels_are_noise(tmp_path, d
     assert alone["best_val_accuracy"] < 0.4
     config = (tmp_path / "kd" / "run" / "config.json").read_text()
     assert str(teacher_ckpt) in config  # the run folder says where its targets came from
+    rows = list(csv.DictReader(open(tmp_path / "kd" / "run" / "metrics.csv")))
+    assert all(0 < float(r["teacher_share"]) < 1 for r in rows)  # the teacher's cost, apart from the data's
+    assert "teacher_share" not in next(csv.DictReader(open(tmp_path / "alone" / "run" / "metrics.csv")))
 
 
 def test_targets_blend_labels_and_teacher_and_stay_distributions():

@@ -419,7 +419,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         aug_gen = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 64 + ddp.rank)
         order = epoch_order(labels, cfg.oversample, order_gen)[ddp.rank::ddp.world]
         train_model.train()
-        t_epoch, t_data, seen, loss_sum, correct = time.perf_counter(), 0.0, 0, 0.0, 0
+        t_epoch, t_data, t_teacher, seen, loss_sum, correct = time.perf_counter(), 0.0, 0.0, 0, 0.0, 0
         for step in range(steps_per_epoch):
             t0 = time.perf_counter()
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -433,13 +433,14 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, aug_gen)
             if cfg.label_smoothing:
                 targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
-            if teacher is not None:
-                targets = distill_targets(targets, teacher(x), cfg.distill)
             lr = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + step, steps_per_epoch, plateau_scale)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t1 = time.perf_counter()
             t_data += t1 - t0
+            if teacher is not None:
+                targets = distill_targets(targets, teacher(x), cfg.distill)
+                t_teacher += time.perf_counter() - t1
             try:
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     logits = train_model(x)
@@ -471,6 +472,8 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "images_per_s": seen * ddp.world / train_time, "data_share": t_data / train_time,
                "epoch_s": train_time}
+        if teacher is not None:
+            row["teacher_share"] = t_teacher / train_time
         if val_ds is not None:
             row.update(validate(model, mcfg, val_ds, device))
         row["epoch_s"] = time.perf_counter() - t_epoch
