@@ -99,3 +99,16 @@ def test_bad_teachers_and_weights_are_refused_before_training(tmp_path, data, te
     assert not (tmp_path / "run" / "last.pt").exists()
     with pytest.raises(FerkitError):
         train(tiny(tmp_path, teacher=str(tmp_path / "missing.pt")), data)
+
+
+def test_the_cli_passes_the_teacher_and_none_switches_it_off():
+    from ferkit.cli import build_parser
+    from ferkit.cli.train import build_config
+
+    def config(*flags):
+        return build_config(build_parser().parse_args(["train", "--data", "x.zip", "--out", "runs/x", *flags]))
+
+    cfg = config("--recipe", "fast", "--teacher", "default", "--distill", "0.7", "--teacher-tta", "flip")
+    assert (cfg.teacher, cfg.distill, cfg.teacher_tta) == ("default", 0.7, "flip")
+    assert config("--recipe", "fast", "--teacher", "none").teacher is None
+    assert config("--model", "fernet_s").teacher is None

@@ -34,7 +34,7 @@ _FIELDS = [
     ("val-split", str, "split to validate and select on ('' for none)"),
     ("pretrained", str, "ImageNet state dict file (torchvision parameter names)"),
     ("finetune", str, "ferkit checkpoint to start from"),
-    ("teacher", str, "distil from this checkpoint, shipped model name or ensemble"),
+    ("teacher", str, "distil from this checkpoint, shipped model name or ensemble ('none': no teacher)"),
     ("distill", float, "with --teacher: the teacher's share of each target (0-1, default 0.5)"),
     ("teacher-tta", str, "with --teacher: TTA the teacher averages over (none, flip, flip_crop)"),
     ("freeze", int, "freeze the first N blocks (batch norm stays trainable)"),
@@ -94,6 +94,8 @@ def build_config(args: argparse.Namespace):
     for name in ("nesterov", "class_weights", "oversample", "compile"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if values.get("teacher") in ("", "none"):  # switch off a recipe's teacher
+        values["teacher"] = None
     if args.train_masks:
         values["train_masks"] = [m.strip() for m in args.train_masks.split(",") if m.strip()]
     if args.drop:
