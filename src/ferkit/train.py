@@ -123,9 +123,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The shipped `fast`: `default`'s settings on the narrow net, distilled from the shipped `default` (55 min in
     # bf16; 67.0% on publictest, 66.4% with no teacher in 34 min, 64.9% at 40 epochs in fp32).
     "fast": dict(
-        model="fernet_s", input_size=40, epochs=110, teacher="default", distill=0.5, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9,
-        nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1, cutmix=1.0,
-        mix_prob=0.3, tta="flip",
+        model="fernet_s", input_size=40, epochs=110, teacher="default", distill=0.5, batch_size=64, optimizer="sgd",
+        lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_epochs=2,
+        label_smoothing=0.1, cutmix=1.0, mix_prob=0.3, tta="flip",
         augment=AugmentConfig(hflip=0.5, rotate=12, shift=0.08, zoom=0.12, shear=5, erase=0.4),
     ),
     # The studies' 1.2M-parameter Keras baseline as they trained it (Adam at 1e-3, 48 px, light augmentation),
