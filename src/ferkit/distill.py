@@ -16,7 +16,7 @@ import torch
 from ferkit.checkpoint import ModelConfig, load_model
 from ferkit.errors import FerkitError
 from ferkit.inference import TTA_MODES, predict_logits
-from ferkit.preprocess import normalize, resize
+from ferkit.preprocess import denormalize, normalize, resize
 
 
 class Teacher:
@@ -43,9 +43,7 @@ class Teacher:
     def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.same_input:
             return x
-        mean = torch.tensor(self.student.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
-        std = torch.tensor(self.student.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
-        pixels = x.float() * std + mean  # back to [0, 255], then the teacher's own size and normalisation
+        pixels = denormalize(x.float(), self.student)  # back to [0, 255], then the teacher's own size and scale
         return normalize(resize(pixels, self.config.input_size), self.config).contiguous(
             memory_format=torch.channels_last)
 

@@ -41,11 +41,23 @@ def match_channels(x: torch.Tensor, in_chans: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels")
 
 
-def normalize(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Float batch in [0, 255] -> the model's normalised input."""
+def _pixel_stats(x: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The config's per-channel mean and std in [0, 255] units, shaped to broadcast over ``x``."""
     mean = torch.tensor(config.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
     std = torch.tensor(config.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) * 255.0
+    return mean, std
+
+
+def normalize(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Float batch in [0, 255] -> the model's normalised input."""
+    mean, std = _pixel_stats(x, config)
     return (x - mean) / std
+
+
+def denormalize(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The inverse of :func:`normalize`: a model's normalised input -> float batch in [0, 255]."""
+    mean, std = _pixel_stats(x, config)
+    return x * std + mean
 
 
 def faces_to_tensor(faces: np.ndarray | torch.Tensor, config: ModelConfig,
