@@ -98,3 +98,14 @@ def learnable_dataset(n_train: int = 280, n_val: int = 70, size: int = 48, seed:
     splits = np.array(["train"] * n_train + ["publictest"] * n_val)
     sources = np.array([f"synthetic/{i}.png" for i in range(n)])
     return FaceDataset(images, labels.astype(np.int64), splits, sources, EMOTIONS, "synthetic")
+
+
+def tiny_config(tmp_path: Path, **kw):
+    """A TrainConfig for the 24 px baseline CNN on learnable_dataset: a few seconds per run, no augmentation."""
+    from ferkit.augment import AugmentConfig
+    from ferkit.train import TrainConfig
+
+    base = dict(model="baseline_cnn", input_size=24, epochs=3, batch_size=16, lr=0.02, schedule="cosine",
+                warmup_epochs=0, out=str(tmp_path / "run"), progress=False, threads=1,
+                augment=AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0))
+    return TrainConfig(**{**base, **kw})

@@ -16,15 +16,7 @@ from ferkit.checkpoint import load_checkpoint, load_model
 from ferkit.errors import FerkitError
 from ferkit.train import (RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order,
                           lr_factor, train)
-from synthetic import learnable_dataset
-
-NO_AUG = AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0)
-
-
-def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(model="baseline_cnn", input_size=24, epochs=3, batch_size=16, lr=0.02, schedule="cosine",
-                warmup_epochs=0, out=str(tmp_path / "run"), progress=False, augment=NO_AUG, threads=1)
-    return TrainConfig(**{**base, **kw})
+from synthetic import learnable_dataset, tiny_config as tiny
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +60,10 @@ def test_curves_are_redrawn_at_most_every_30_s_and_at_the_end(tmp_path, data, mo
 
 
 
-def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch):
-    kw = dict(epochs=3, augment=AugmentConfig(erase=0.3, rotate=10), cutmix=1.0, mix_prob=0.5, label_smoothing=0.1)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch, ema):
+    kw = dict(epochs=3, augment=AugmentConfig(erase=0.3, rotate=10), cutmix=1.0, mix_prob=0.5, label_smoothing=0.1,
+              ema=ema)
     full = tiny(tmp_path / "a", **kw)
     train(full, data)
 
@@ -89,10 +83,15 @@ def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, m
     monkeypatch.setattr(trainer, "write_history", real_write)
     part.resume = True
     train(part, data)
-    a = load_checkpoint(Path(full.out) / "last.pt")["state_dict"]
-    b = load_checkpoint(Path(part.out) / "last.pt")["state_dict"]
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("last.pt", "best.pt"):  # best.pt holds the weight average with --ema
+        a = load_checkpoint(Path(full.out) / name)["state_dict"]
+        b = load_checkpoint(Path(part.out) / name)["state_dict"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    if ema:
+        a, b = (load_checkpoint(Path(c.out) / "last.pt")["train_state"]["ema"] for c in (full, part))
+        assert a["updates"] == b["updates"] == 3 * (224 // 16)
+        assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
@@ -168,7 +167,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
         "import sys; sys.path.insert(0, %r)\n"
-        "from synthetic import learnable_dataset\n"
+        "from synthetic import learnable_dataset, tiny_config as tiny\n"
         "from ferkit.augment import AugmentConfig\n"
         "from ferkit.train import TrainConfig, train\n"
         "cfg = TrainConfig(model='baseline_cnn', input_size=24, epochs=2, batch_size=16, lr=0.02,\n"

@@ -33,13 +33,19 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """Mean logits over the TTA views of a normalised batch."""
+def view_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """V x N x K logits, one row per TTA view of a normalised batch (view 0 is the batch itself)."""
     views = tta_views(x, tta)
     if len(views) == 1:
-        return model(x).float()
+        return model(x).float().unsqueeze(0)
     stacked = torch.cat(views)  # one big forward pass beats several small ones on CPU
-    return model(stacked).float().view(len(views), x.shape[0], -1).mean(0)
+    return model(stacked).float().view(len(views), x.shape[0], -1)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Mean logits over the TTA views of a normalised batch."""
+    return view_logits(model, x, tta).mean(0)
 
 
 def iter_batches(n: int, batch_size: int) -> Iterator[slice]:

@@ -29,9 +29,10 @@ from ferkit.augment import AugmentConfig, augment, mix_batch
 from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.distill import Teacher, check_weight, distill_targets
+from ferkit.ema import WeightAverage
 from ferkit.errors import FerkitError
-from ferkit.inference import classify
-from ferkit.preprocess import match_channels, normalize, resize, uint8_to_nchw
+from ferkit.inference import iter_batches, view_logits
+from ferkit.preprocess import faces_to_tensor, match_channels, normalize, resize, uint8_to_nchw
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class TrainConfig:
     teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.distill)
     distill: float = 0.5  # the teacher's share of each training target
     teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
+    ema: float = 0.0  # decay per step of an average of the weights that best.pt then holds (0: off)
     freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
     folds: int = 0
     drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
@@ -372,6 +374,8 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         check_weight(cfg.distill)
         teacher = Teacher(cfg.teacher, mcfg, device, tta=cfg.teacher_tta, amp_dtype=amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    select_key = selection_key(cfg, val_ds is not None)
 
     # Resume: everything that decides the rest of the run comes from last.pt.
     start_epoch, best, stale, plateau_scale, best_val_loss, history = 0, -1.0, 0, 1.0, math.inf, []
@@ -383,6 +387,11 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         start_epoch, best, stale = st["epoch"] + 1, st["best"], st["stale"]
         plateau_scale, best_val_loss, history = st["plateau_scale"], st["best_val_loss"], st["history"]
         torch.set_rng_state(st["torch_rng"])
+        if average is not None and "ema" in st:
+            average.load_state_dict(st["ema"])
+        elif average is not None:
+            log.warning("--ema: %s holds no weight average; starting one from its weights", out / "last.pt")
+            average = WeightAverage(model, cfg.ema)
         log.info("resumed %s at epoch %d (best %.4f)", out, start_epoch + 1, best)
     elif cfg.resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
@@ -460,6 +469,8 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
                 else:
                     loss.backward()
                     optimizer.step()
+                if average is not None:
+                    average.update(model)
             except torch.OutOfMemoryError as exc:
                 raise FerkitError(f"out of memory at batch size {cfg.batch_size}; try --batch-size "
                                   f"{max(1, cfg.batch_size // 2)}") from exc
@@ -477,11 +488,13 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         if teacher is not None:
             row["teacher_share"] = t_teacher / train_time
         if val_ds is not None:
-            row.update(validate(model, mcfg, val_ds, device))
+            row.update(validate(model, mcfg, val_ds, device, tta=cfg.tta))
+            if average is not None:
+                row.update(validate(average.module, mcfg, val_ds, device, tta=cfg.tta, prefix="ema_val"))
         row["epoch_s"] = time.perf_counter() - t_epoch
         history.append(row)
 
-        score = row.get("val_accuracy", row["train_accuracy"])
+        score = row[select_key]
         improved = score > best
         best, stale = (score, 0) if improved else (best, stale + 1)
         if cfg.schedule == "plateau" and "val_loss" in row:
@@ -492,10 +505,12 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         if ddp.main:
             meta = {"epoch": epoch + 1, "metrics": row, "command": cfg.command, "ferkit": __version__}
             if improved:
-                save_checkpoint(out / "best.pt", model, mcfg, meta=meta)
+                save_checkpoint(out / "best.pt", average.module if average is not None else model, mcfg, meta=meta)
             state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "best": best, "stale": stale,
                      "plateau_scale": plateau_scale, "best_val_loss": best_val_loss, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}
+            if average is not None:
+                state["ema"] = average.state_dict()
             save_checkpoint(out / "last.pt", model, mcfg, meta=meta, train_state=state)
             # Plotting costs ~0.3 s, a tenth of a GPU epoch: redraw the curves at most every 30 s (and at the end).
             plot = time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs
@@ -510,21 +525,39 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             break
     if bar is not None:
         bar.close()
-    summary = {"run_dir": str(out), "best_val_accuracy": best, "epochs_run": len(history),
-               "best_epoch": 1 + int(np.argmax([h.get("val_accuracy", h["train_accuracy"]) for h in history]))
-               if history else 0,
+    summary = {"run_dir": str(out), "best_val_accuracy": best, "selected_on": select_key, "epochs_run": len(history),
+               "best_epoch": 1 + int(np.argmax([h[select_key] for h in history])) if history else 0,
                "train_seconds": float(sum(h["epoch_s"] for h in history))}
     if ddp.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device) -> dict[str, float]:
-    """Plain (no TTA) validation through the same classify() that inference uses."""
-    probs = classify(model, val_ds.images, mcfg, tta="none", device=device)
+def selection_key(cfg: TrainConfig, has_val: bool) -> str:
+    """The metrics column best.pt is chosen on: validation accuracy of the weights best.pt holds (the weight
+    average with --ema), under the TTA the checkpoint will be used with, so best.pt is best as shipped."""
+    if not has_val:
+        return "train_accuracy"
+    return ("ema_" if cfg.ema else "") + "val_accuracy" + ("_tta" if cfg.tta != "none" else "")
+
+
+def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device, tta: str = "none",
+             prefix: str = "val", batch_size: int = 256) -> dict[str, float]:
+    """Loss and accuracy without TTA and, when ``tta`` is set, accuracy under it, from one forward pass over
+    the TTA views, preprocessed exactly as inference (ferkit.inference.classify) does."""
+    model.eval()
     y = val_ds.labels
-    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
-    return {"val_loss": float(-np.log(p_true).mean()), "val_accuracy": float((probs.argmax(1) == y).mean())}
+    plain = np.empty((len(y), mcfg.num_classes), dtype=np.float32)
+    averaged = np.empty_like(plain)
+    for sl in iter_batches(len(y), batch_size):
+        logits = view_logits(model, faces_to_tensor(val_ds.images[sl], mcfg, device), tta) / mcfg.temperature
+        plain[sl] = F.softmax(logits[0], dim=1).cpu().numpy()
+        averaged[sl] = F.softmax(logits.mean(0), dim=1).cpu().numpy()
+    p_true = np.clip(plain[np.arange(len(y)), y], 1e-12, 1.0)
+    row = {f"{prefix}_loss": float(-np.log(p_true).mean()), f"{prefix}_accuracy": float((plain.argmax(1) == y).mean())}
+    if tta != "none":
+        row[f"{prefix}_accuracy_tta"] = float((averaged.argmax(1) == y).mean())
+    return row
 
 
 def write_run_config(out: Path, cfg: TrainConfig, mcfg: ModelConfig, n_train: int, n_val: int) -> None:

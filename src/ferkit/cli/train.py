@@ -37,6 +37,7 @@ _FIELDS = [
     ("teacher", str, "distil from this checkpoint, shipped model name or ensemble ('none': no teacher)"),
     ("distill", float, "with --teacher: the teacher's share of each target (0-1, default 0.5)"),
     ("teacher-tta", str, "with --teacher: TTA the teacher averages over (none, flip, flip_crop)"),
+    ("ema", float, "keep an average of the weights with this decay per step, e.g. 0.9995 (0: off); best.pt holds it"),
     ("freeze", int, "freeze the first N blocks (batch norm stays trainable)"),
     ("folds", int, "stratified K-fold cross-validation on the training split"),
     ("device", str, "auto, cpu, cuda"),
