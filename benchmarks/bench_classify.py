@@ -1,5 +1,5 @@
 """Classifier speed of the shipped models: one face (latency) and batches of 64 (throughput), per backend and
-thread count, on pre-cropped faces at the model's input size with its shipped TTA.
+thread count, on pre-cropped faces at the size the Recognizer crops for the model, with its shipped TTA.
 
     python benchmarks/bench_classify.py [--models default,fast] [--threads 1,2] [--repeats 50]
 
@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--models", default="default,fast")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--tta", default=None, help="override the shipped TTA (none, flip, flip_crop); torch backend "
+    ap.add_argument("--tta", default=None, help="override the shipped TTA (none, flip, flip_shift, flip_crop); torch backend "
                     "and a cached ONNX export")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -37,7 +37,7 @@ def main() -> None:
             backends = {"torch": TorchClassifier.load(name, device="cpu", tta=args.tta),
                         "onnx": load_onnx_classifier(name, tta=args.tta, device="cpu", threads=threads)}
             for backend, clf in backends.items():
-                s = clf.input_size
+                s = clf.crop_size
                 faces = np.random.default_rng(0).integers(0, 256, (64, s, s, 3), np.uint8)
                 one = timed(lambda: clf.predict_proba(faces[:1]), args.repeats * 2, warmup=3)
                 many = timed(lambda: clf.predict_proba(faces), args.repeats, warmup=3)
@@ -45,7 +45,7 @@ def main() -> None:
                        "batch1_ms": one, "batch64_faces_per_s": [64000 / many[0], 64000 / many[1]]}
                 rows.append(row)
                 if not args.json:
-                    print(f"{name:8s} tta={clf.tta:5s} {backend:5s} {threads} thr: one face "
+                    print(f"{name:8s} tta={clf.tta:10s} {backend:5s} {threads} thr: one face "
                           f"{row['batch1_ms'][0]:6.2f} ms ({row['batch1_ms'][1]:.2f}), batch 64 "
                           f"{row['batch64_faces_per_s'][0]:7.0f} faces/s ({row['batch64_faces_per_s'][1]:.0f})")
     if args.json:

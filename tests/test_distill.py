@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import load_model
+from ferkit.checkpoint import load_model, save_checkpoint
 from ferkit.distill import Teacher, distill_targets
 from ferkit.errors import FerkitError
 from ferkit.inference import classify
@@ -73,6 +73,22 @@ def test_teacher_at_another_input_size_sees_its_own_preprocessing(data, teacher_
     faces = np.stack([cv2.resize(f, (32, 32)) for f in data.split("publictest").images[:20]])
     probs = teacher(faces_to_tensor(faces, student))
     assert np.allclose(probs.numpy(), classify(model, faces, tcfg, tta="none"), atol=1e-5)
+
+
+def test_teacher_trained_on_the_face_centre_sees_that_centre(tmp_path, data, teacher_ckpt):
+    # A `default` trained with --face-crop teaching a student that sees whole faces (the `fast` recipe).
+    model, tcfg = load_model(teacher_ckpt)
+    centre_cfg = replace(tcfg, face_crop=0.75)
+    centre_ckpt = tmp_path / "centre.pt"
+    save_checkpoint(centre_ckpt, model, centre_cfg)
+    teacher = Teacher(centre_ckpt, tcfg, torch.device("cpu"))
+    assert not teacher.same_input
+    faces = data.split("publictest").images[:20]
+    probs = teacher(faces_to_tensor(faces, tcfg))
+    assert np.allclose(probs.numpy(), classify(model, faces, centre_cfg, tta="none"), atol=1e-5)
+    assert not np.allclose(probs.numpy(), classify(model, faces, tcfg, tta="none"), atol=1e-3)
+    with pytest.raises(FerkitError, match="--face-crop 0.75"):
+        Teacher(centre_ckpt, replace(tcfg, face_crop=0.5), torch.device("cpu"))
 
 
 def test_teacher_tta_averages_the_flipped_view(data, teacher_ckpt):

@@ -24,7 +24,8 @@ from ferkit.models import create_model
 
 def seeded_checkpoint(path: Path, **config) -> Path:
     torch.manual_seed(0)
-    save_checkpoint(path, create_model("baseline_cnn"), ModelConfig(arch="baseline_cnn", **config))
+    model = create_model("baseline_cnn", input_size=config.get("input_size", 48))
+    save_checkpoint(path, model, ModelConfig(arch="baseline_cnn", **config))
     return path
 
 
@@ -65,13 +66,28 @@ def test_batch_axis_is_dynamic(onnx_file, n):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("tta", ["none", "flip", pytest.param("flip_crop", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("tta", ["none", "flip", "flip_shift", pytest.param("flip_crop", marks=pytest.mark.slow)])
 def test_backends_agree_on_fer2013_publictest(checkpoint, publictest_faces, tmp_path, tta):
     model, config = load_model(checkpoint)
     torch_probs = classify(model, publictest_faces, config, tta=tta)
     onnx_probs = OnnxClassifier(export_onnx(checkpoint, tmp_path / "m.onnx", tta=tta)).predict_proba(publictest_faces)
     assert (torch_probs.argmax(1) == onnx_probs.argmax(1)).all()
     assert np.abs(torch_probs - onnx_probs).max() < 1e-3
+
+
+@pytest.mark.integration
+def test_backends_agree_on_a_model_trained_on_the_face_centre(publictest_faces, tmp_path):
+    # 40-of-48 px crops (face_crop): the ONNX backend crops on the host as torch does, then needs no resize.
+    ckpt = seeded_checkpoint(tmp_path / "centre.pt", input_size=40, face_crop=40 / 48, tta="flip")
+    model, config = load_model(ckpt)
+    onnx_clf = OnnxClassifier(export_onnx(ckpt, tmp_path / "centre.onnx"))
+    assert onnx_clf.crop_size == config.crop_size == 48
+    torch_probs = classify(model, publictest_faces, config)
+    onnx_probs = onnx_clf.predict_proba(publictest_faces)
+    assert (torch_probs.argmax(1) == onnx_probs.argmax(1)).all()
+    assert np.abs(torch_probs - onnx_probs).max() < 1e-3
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "centre.onnx")).metadata_props}
+    assert "the centre 0.8333 of each face crop" in meta["ferkit.input"]
 
 
 @pytest.mark.integration

@@ -107,6 +107,25 @@ def test_crop_margin_comes_from_the_checkpoint_and_can_be_overridden(checkpoint,
     assert Recognizer(model=path, detector="haar", crop_margin=0.05).crop_margin == 0.05
 
 
+def test_faces_are_cropped_so_the_model_sees_the_centre_it_was_trained_on(tmp_path, yunet_model):
+    # A model trained on the centre 40 of 48 px gets 48 px crops, centre-cropped to 40 at native resolution.
+    from ferkit.faces import crop_faces
+    from ferkit.imageio import load_image
+
+    torch.manual_seed(0)
+    path = tmp_path / "centre.pt"
+    config = ModelConfig(arch="baseline_cnn", input_size=40, face_crop=40 / 48)
+    save_checkpoint(path, create_model("baseline_cnn", input_size=40), config)
+    rec = Recognizer(model=path, detector="yunet", detector_model=yunet_model, backend="torch")
+    assert rec.classifier.crop_size == 48
+    image = load_image(sample_image_path())  # RGB
+    (face,) = rec.predict(image, color="rgb")
+    crops = crop_faces(image, rec.detect(image, color="rgb"), 48, rec.crop_margin)
+    assert np.allclose(list(face.probs.values()), rec.classify(crops)[0], atol=1e-6)
+    small = crop_faces(image, rec.detect(image, color="rgb"), 40, rec.crop_margin)
+    assert not np.allclose(list(face.probs.values()), rec.classify(small)[0], atol=1e-4)
+
+
 def test_annotate_draws_on_a_bgr_copy(rec):
     bgr = cv2.imread(str(sample_image_path()))
     faces = rec.predict(bgr)

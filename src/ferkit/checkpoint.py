@@ -38,10 +38,18 @@ class ModelConfig:
     std: list[float] = field(default_factory=lambda: [0.5])
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Inference settings chosen at training time: test-time augmentation and the calibration temperature.
-    tta: str = "none"  # "none", "flip" or "flip_crop"
+    tta: str = "none"  # one of ferkit.inference.TTA_MODES
     temperature: float = 1.0
     # Face crop the model was trained on: square box side = face box side * (1 + 2 * crop_margin).
     crop_margin: float = 0.0
+    # Centre share of each face crop the model sees, at input_size: 40/48 gives the classic FER2013 40-of-48
+    # px crops at native resolution; 1.0 feeds the whole crop, resized.
+    face_crop: float = 1.0
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the face crops to feed: its centre ``face_crop`` is then exactly ``input_size`` pixels."""
+        return max(self.input_size, round(self.input_size / self.face_crop))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

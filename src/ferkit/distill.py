@@ -16,7 +16,7 @@ import torch
 from ferkit.checkpoint import ModelConfig, load_model
 from ferkit.errors import FerkitError
 from ferkit.inference import TTA_MODES, predict_logits
-from ferkit.preprocess import denormalize, normalize, resize
+from ferkit.preprocess import centre_crop, denormalize, normalize, resize
 
 
 class Teacher:
@@ -34,16 +34,25 @@ class Teacher:
         if self.config.in_chans != student.in_chans:
             raise FerkitError(f"teacher {spec} takes {self.config.in_chans}-channel input, the student "
                               f"{student.in_chans}; train the student with --in-chans {self.config.in_chans}")
+        # The teacher's face crop as a share of the student's: it can zoom into what the student sees, but
+        # cannot see past its edges.
+        self.crop_share = self.config.face_crop / student.face_crop
+        if self.crop_share > 1 + 1e-6:
+            raise FerkitError(f"teacher {spec} was trained on {self.config.face_crop:.3g} of each face, more than "
+                              f"the student's {student.face_crop:.3g}; train the student with --face-crop "
+                              f"{self.config.face_crop:.6g} or higher")
         self.student = student
         self.tta, self.amp_dtype, self.device = tta, amp_dtype, device
-        # Same crop size and normalisation (the usual case): the student's batch goes in as it is.
-        self.same_input = (self.config.input_size == student.input_size and list(self.config.mean) ==
-                           list(student.mean) and list(self.config.std) == list(student.std))
+        # Same crop, size and normalisation (the usual case): the student's batch goes in as it is.
+        self.same_input = (abs(self.crop_share - 1) < 1e-6 and self.config.input_size == student.input_size
+                           and list(self.config.mean) == list(student.mean)
+                           and list(self.config.std) == list(student.std))
 
     def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.same_input:
             return x
-        pixels = denormalize(x.float(), self.student)  # back to [0, 255], then the teacher's own size and scale
+        pixels = denormalize(x.float(), self.student)  # back to [0, 255], then the teacher's crop, size, scale
+        pixels = centre_crop(pixels, self.crop_share)
         return normalize(resize(pixels, self.config.input_size), self.config).contiguous(
             memory_format=torch.channels_last)
 

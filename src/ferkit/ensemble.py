@@ -21,7 +21,7 @@ from ferkit.errors import ModelError
 
 ARCH = "ensemble"
 # Members must see the same face crop and predict the same classes; normalisation and temperature may differ.
-_MUST_MATCH = ("num_classes", "in_chans", "input_size", "labels", "crop_margin")
+_MUST_MATCH = ("num_classes", "in_chans", "input_size", "labels", "crop_margin", "face_crop")
 
 
 class Ensemble(nn.Module):
@@ -85,7 +85,7 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
         arch=ARCH, num_classes=first.num_classes, in_chans=first.in_chans, input_size=first.input_size,
         labels=list(first.labels), mean=list(first.mean), std=list(first.std),
         model_kwargs={"members": [c.to_dict() for c in configs]}, tta=tta or first.tta, temperature=1.0,
-        crop_margin=first.crop_margin,
+        crop_margin=first.crop_margin, face_crop=first.face_crop,
     )
     model = build_ensemble(config)
     state = {f"members.{i}.{k}": v for i, c in enumerate(ckpts) for k, v in c["state_dict"].items()}

@@ -47,19 +47,7 @@ def _wrapper(model, config, tta: str):
     from ferkit.preprocess import match_channels, normalize
 
     def views_of(x: torch.Tensor) -> list[torch.Tensor]:
-        if tta != "flip_crop":
-            return tta_views(x, tta)
-        # inference.tta_views computes round(x.shape[-1] * 7 / 8), and the TorchScript tracer hands it a
-        # tensor there; this is the same computation with the static input size. The backend-agreement test
-        # covers every TTA mode, so the two cannot drift apart unnoticed.
-        size = int(config.input_size)
-        crop = round(size * 7 / 8)
-        views = [x, x.flip(-1)]
-        for dy, dx in ((0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)):
-            patch = torch.nn.functional.interpolate(x[..., dy:dy + crop, dx:dx + crop], size=(size, size),
-                                                    mode="bilinear", align_corners=False)
-            views += [patch, patch.flip(-1)]
-        return views
+        return tta_views(x, tta, size=int(config.input_size))  # a static size: the tracer sees no shapes
 
     class ClassifierGraph(nn.Module):
         """float32 0-255 N x S x S x 3 RGB -> (probs, logits), the same ops as preprocess + inference.classify."""
@@ -121,7 +109,8 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         "config": json.dumps(config.to_dict()),
         "tta": tta,
         "input": f"{INPUT_NAME}: float32 N x {size} x {size} x 3 RGB face crops, pixel values 0-255 (square, "
-                 f"eyes level)",
+                 f"eyes level)" + ("" if config.face_crop >= 1 else
+                                   f"; the centre {config.face_crop:.4g} of each face crop, at {size} px"),
         "outputs": "probs, logits: float32 N x num_classes (temperature-scaled, TTA-averaged)",
         "labels": json.dumps(list(config.labels)),
         "version": __version__,
@@ -136,7 +125,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     with atomic_write(out) as f:
         f.write(proto.SerializeToString())
     if verify:
-        _verify(out, graph, size)
+        _verify(out, graph, config)
     log.debug("exported %s to %s (%.1f MB)", meta["source"], out, out.stat().st_size / 1e6)
     return out
 
@@ -173,13 +162,18 @@ def _to_onnx_bytes(graph, sample, opset: int) -> bytes:
     return buf.getvalue()
 
 
-def _verify(path: Path, graph, size: int, tol: float = 1e-4) -> None:
+def _verify(path: Path, graph, config, tol: float = 1e-4) -> None:
     import torch
 
+    from ferkit.preprocess import centre_crop
+
     rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (5, size, size, 3), dtype=np.uint8)  # 5: not the batch size exported with
+    # Crops as the Recognizer makes them: the classifier cuts their centre, the graph's input, on the host.
+    side = config.crop_size
+    faces = rng.integers(0, 256, (5, side, side, 3), dtype=np.uint8)  # 5: not the batch size exported with
     with torch.inference_mode():
-        expected = graph(torch.from_numpy(faces).float())[0].numpy()
+        centre = centre_crop(torch.from_numpy(faces).permute(0, 3, 1, 2), config.face_crop).permute(0, 2, 3, 1)
+        expected = graph(centre.float())[0].numpy()
     got = OnnxClassifier(path).predict_proba(faces)
     err = float(np.abs(got - expected).max())
     if not err < tol:
@@ -220,6 +214,8 @@ class OnnxClassifier:
         self.tta = meta.get(META_PREFIX + "tta", "none")
         self.labels = tuple(self.config_dict["labels"])
         self.input_size = int(self.config_dict["input_size"])
+        self.face_crop = float(self.config_dict.get("face_crop", 1.0))
+        self.crop_size = max(self.input_size, round(self.input_size / self.face_crop))  # as ModelConfig.crop_size
         self.crop_margin = float(self.config_dict.get("crop_margin", 0.0))
         self.batch_size = batch_size
         self.providers = self.session.get_providers()
@@ -248,10 +244,14 @@ class OnnxClassifier:
             faces = np.repeat(faces[..., None], 3, axis=3)
         if faces.ndim != 4 or faces.shape[3] != 3:
             raise ValueError(f"expected N x H x W or N x H x W x 3 faces, got shape {faces.shape}")
+        if self.face_crop < 1.0:  # the centre the model was trained on, as preprocess.centre_crop takes it
+            h, w = faces.shape[1:3]
+            ch, cw = max(1, round(h * self.face_crop)), max(1, round(w * self.face_crop))
+            faces = faces[:, (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
         faces = faces.astype(np.float32)
         s = self.input_size
         if faces.shape[1:3] != (s, s):
-            # The graph has a fixed input size. The Recognizer always crops at that size; other sizes (e.g.
+            # The graph has a fixed input size. The Recognizer always crops to land on it; other sizes (e.g.
             # 48 px FER2013 faces for a 40 px model) get the very resize torch inference and training use.
             rows, cols = resize_matrix(faces.shape[1], s), resize_matrix(faces.shape[2], s)
             faces = np.einsum("oh,nhwc,pw->nopc", rows, faces, cols, optimize=True)

@@ -11,19 +11,31 @@ import torch.nn.functional as F
 from ferkit.checkpoint import ModelConfig
 from ferkit.preprocess import faces_to_tensor
 
-TTA_MODES = ("none", "flip", "flip_crop")
+TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
 
 
-def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The augmented copies of a normalised batch whose predictions are averaged."""
+def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch.Tensor]:
+    """The augmented copies of a normalised batch whose predictions are averaged.
+
+    ``size`` is the batch's side; give it as an int when tracing for export (the tracer hands
+    ``x.shape[-1]`` over as a tensor).
+    """
     if mode not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    size = x.shape[-1] if size is None else size
     views = [x]
-    if mode in ("flip", "flip_crop"):
+    if mode != "none":
         views.append(x.flip(-1))
+    if mode == "flip_shift":
+        # The face moved by 5% of its side up, down, left and right (edge pixels repeated), each also
+        # flipped: small shifts the model saw in training, without the resampling blur of a zoom.
+        d = max(1, round(size / 20))
+        padded = F.pad(x, (d, d, d, d), mode="replicate")
+        for dy, dx in ((-d, 0), (d, 0), (0, -d), (0, d)):
+            view = padded[..., d + dy:d + dy + size, d + dx:d + dx + size]
+            views += [view, view.flip(-1)]
     if mode == "flip_crop":
-        # Four corner crops of 7/8 the side, resized back: the shift jitter the model saw in training.
-        size = x.shape[-1]
+        # Four corner crops of 7/8 the side, resized back.
         crop = round(size * 7 / 8)
         for dy, dx in ((0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)):
             patch = x[..., dy:dy + crop, dx:dx + crop]

@@ -65,7 +65,7 @@ def faces_to_tensor(faces: np.ndarray | torch.Tensor, config: ModelConfig,
     """uint8 faces (any size, gray or RGB) -> normalised float N x C x S x S on ``device``."""
     x = uint8_to_nchw(faces).to(device=device, dtype=torch.float32)
     x = match_channels(x, config.in_chans)
-    return normalize(resize(x, config.input_size), config).contiguous(memory_format=torch.channels_last)
+    return normalize(to_input(x, config), config).contiguous(memory_format=torch.channels_last)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -73,3 +73,19 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+
+def centre_crop(x: torch.Tensor, share: float) -> torch.Tensor:
+    """The centre ``share`` of each image's side (whole pixels, at least one)."""
+    if share >= 1.0:
+        return x
+    h, w = x.shape[-2:]
+    ch, cw = max(1, round(h * share)), max(1, round(w * share))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top:top + ch, left:left + cw]
+
+
+def to_input(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Float face batch in pixel units -> the model's input size: centre crop (``face_crop``), then resize."""
+    return resize(centre_crop(x, config.face_crop), config.input_size)

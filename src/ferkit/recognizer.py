@@ -34,7 +34,7 @@ from ferkit.paths import WEIGHTS_DIR
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-TTA_MODES = ("none", "flip", "flip_crop")  # ferkit.inference.TTA_MODES, repeated to keep torch out of imports
+TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")  # ferkit.inference.TTA_MODES, repeated to keep torch out of imports
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -73,6 +73,7 @@ class Classifier(Protocol):
 
     labels: tuple[str, ...]
     input_size: int
+    crop_size: int  # side of the face crops predict_proba wants (input_size / the config's face_crop)
     crop_margin: float
     tta: str
     description: str
@@ -99,6 +100,7 @@ class TorchClassifier:
         self.batch_size = batch_size
         self.labels = tuple(config.labels)
         self.input_size = int(config.input_size)
+        self.crop_size = int(config.crop_size)
         self.crop_margin = float(config.crop_margin)
         self.description = f"{name} ({config.arch}, torch on {device}, tta={self.tta})"
 
@@ -250,7 +252,9 @@ class Recognizer:
 
     def _predict_prepared(self, images: Sequence[np.ndarray], colors: Sequence[str]) -> list[list[FaceResult]]:
         detections = [self.detector.detect(im, c) for im, c in zip(images, colors)]
-        size = self.classifier.input_size
+        # Crops at the classifier's crop size: a model trained on the centre of each face (face_crop < 1)
+        # then sees that centre at its native resolution, as it did in training.
+        size = getattr(self.classifier, "crop_size", self.classifier.input_size)
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []  # (image index, face index) of each crop
         for i, (im, c, dets) in enumerate(zip(images, colors, detections)):

@@ -219,6 +219,7 @@ def finetune_config(cfg: StudyConfig, base: TrainConfig, mcfg: ModelConfig, base
         # The model must be the base's exactly, whatever its training config said.
         model=mcfg.arch, input_size=mcfg.input_size, in_chans=mcfg.in_chans, model_kwargs=dict(mcfg.model_kwargs),
         mean=mcfg.mean[0], std=mcfg.std[0], tta=mcfg.tta, crop_margin=mcfg.crop_margin,
+        face_crop=mcfg.face_crop,
         finetune=str(base_ckpt), pretrained=None, freeze=0, folds=0, early_stop=0,
         epochs=cfg.epochs, lr=base.lr * cfg.finetune_lr_scale, weight_decay=FINETUNE_WEIGHT_DECAY,
         schedule="cosine", warmup_epochs=0.0, train_masks=[mask], mask_prob=cfg.mask_prob, occlusion=0.0,

@@ -32,7 +32,7 @@ from ferkit.distill import Teacher, check_weight, distill_targets
 from ferkit.ema import WeightAverage
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
-from ferkit.preprocess import faces_to_tensor, match_channels, normalize, resize, uint8_to_nchw
+from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class TrainConfig:
     std: float = 0.5
     tta: str = "none"  # inference TTA written into the checkpoint config
     crop_margin: float = 0.0
+    face_crop: float = 1.0  # centre share of each face the model sees (ModelConfig.face_crop)
     precision: str = "auto"  # auto, fp32, bf16, fp16
     channels_last: bool = True
     compile: bool = False
@@ -296,6 +297,7 @@ def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelCon
         arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
         labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,
         model_kwargs=dict(cfg.model_kwargs), tta=cfg.tta, crop_margin=cfg.crop_margin,
+        face_crop=cfg.face_crop,
     )
 
 
@@ -439,7 +441,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             x = augment(x, cfg.augment, aug_gen, fill=fill)
             if cfg.train_masks or cfg.occlusion > 0:
                 x = apply_occlusion(x, cfg, aug_gen)
-            x = normalize(resize(x, mcfg.input_size), mcfg).contiguous(memory_format=mem)
+            x = normalize(to_input(x, mcfg), mcfg).contiguous(memory_format=mem)
             targets = F.one_hot(y, k).float()
             x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, aug_gen)
             if cfg.label_smoothing:

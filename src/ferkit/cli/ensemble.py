@@ -18,7 +18,7 @@ def register(sub) -> None:
     )
     p.add_argument("members", nargs="+", metavar="MODEL", help="checkpoint .pt files or shipped model names")
     p.add_argument("--out", required=True, metavar="FILE", help="the ensemble checkpoint to write")
-    p.add_argument("--tta", choices=("none", "flip", "flip_crop"), default=None,
+    p.add_argument("--tta", choices=("none", "flip", "flip_shift", "flip_crop"), default=None,
                    help="the ensemble's inference TTA (default: the first member's)")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file size)")
     p.set_defaults(func=run)

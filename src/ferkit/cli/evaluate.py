@@ -15,7 +15,7 @@ def register(sub) -> None:
                    help=f"checkpoint file or shipped model name ({', '.join(SHIPPED_MODELS)})")
     p.add_argument("--occlusion", help="evaluate with this occlusion mask (upper, lower, left, right, ...)")
     p.add_argument("--tta", nargs="?", const="flip_crop", default=None,
-                   help="test-time augmentation: none, flip or flip_crop (bare --tta: flip_crop); "
+                   help="test-time augmentation: none, flip, flip_shift or flip_crop (bare --tta: flip_crop); "
                         "default: what the checkpoint says")
     p.add_argument("--exclude-leaks", action="store_true",
                    help="leave out test images that have an exact copy in the training split")

@@ -113,21 +113,27 @@ def _face_finder(args: argparse.Namespace, config):
     """image (H x W x 3 RGB uint8) -> list of faces {box, score, landmarks, crop, display}.
 
     The one place `ferkit explain` touches face detection. It makes the crops exactly as the Recognizer does
-    (``ferkit.faces``: detector by name, aligned crop at the model's input size with its ``crop_margin``,
+    (``ferkit.faces``: detector by name, aligned crop of the model's ``crop_size`` with its ``crop_margin``,
     faces under ``MIN_FACE`` pixels skipped), so a map explains the prediction `ferkit predict` reports;
-    ``display`` is the same crop at a resolution fit for the overlay.
+    ``display`` is the part of the crop the model sees (its centre ``face_crop``), at a resolution fit for
+    the overlay.
     """
+    def seen(display):
+        h, w = display.shape[:2]
+        ch, cw = max(1, round(h * config.face_crop)), max(1, round(w * config.face_crop))
+        return display[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+
     if args.detector == "none":
         def whole(image):
             h, w = image.shape[:2]
             return [{"box": [0, 0, int(w), int(h)], "score": None, "landmarks": None, "crop": image,
-                     "display": image}]
+                     "display": seen(image)}]
         return whole
 
     from ferkit.faces import create_detector, crop_faces
 
     detector = create_detector(args.detector, min_face=MIN_FACE // 2)
-    size = config.input_size
+    size = config.crop_size
     shown = max(size, DISPLAY_SIZE)
 
     def detect(image):
@@ -139,7 +145,7 @@ def _face_finder(args: argparse.Namespace, config):
         return [{
             "box": [int(round(v)) for v in d.box], "score": round(float(d.score), 4),
             "landmarks": None if d.landmarks is None else [[float(x), float(y)] for x, y in d.landmarks],
-            "crop": crop, "display": big,
+            "crop": crop, "display": seen(big),
         } for d, crop, big in zip(dets, crops, display)]
 
     return detect
@@ -236,7 +242,7 @@ def _run_dataset(model, config, methods: list[str], args: argparse.Namespace) ->
     from ferkit.errors import FerkitError
     from ferkit.explain import explain, heat_shares
     from ferkit.plots.explain import save_summary_grid
-    from ferkit.preprocess import match_channels, uint8_to_nchw
+    from ferkit.preprocess import centre_crop, match_channels, uint8_to_nchw
 
     ds = load_dataset(args.dataset).split(args.split)
     labels = list(config.labels)
@@ -269,7 +275,7 @@ def _run_dataset(model, config, methods: list[str], args: argparse.Namespace) ->
         np.add.at(sums, targets, e.maps)
         mean_maps[method] = (sums / np.maximum(counts, 1)[:, None, None])[present]
     # The background of each column: the average face of the emotion, as the model sees it (gray, input size).
-    x = match_channels(uint8_to_nchw(faces).float(), 1)
+    x = centre_crop(match_channels(uint8_to_nchw(faces).float(), 1), config.face_crop)
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[:, 0]
     sum_faces = torch.zeros(len(labels), size, size).index_add_(0, torch.as_tensor(targets), x)
     mean_faces = (sum_faces / torch.as_tensor(np.maximum(counts, 1)).view(-1, 1, 1))[present]
