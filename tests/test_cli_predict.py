@@ -82,6 +82,21 @@ def test_recursive_and_detector_none(capsys, folder, checkpoint):
     assert records["sky.png"]["faces"][0]["box"] == [0, 0, 120, 90]
 
 
+def test_tta_override_reaches_the_classifier(capsys, checkpoint, tmp_path):
+    from ferkit import Recognizer
+
+    face = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48), np.uint8)).save(face)
+    probs = {}
+    for tta in ("none", "flip"):
+        _, out, _ = run(capsys, str(face), "--json", "--detector", "none", "--backend", "torch", "--tta", tta,
+                        "--model", str(checkpoint))
+        probs[tta] = list(json.loads(out)[0]["faces"][0]["probs"].values())
+        expected = Recognizer(model=checkpoint, detector="none", backend="torch", tta=tta).predict(str(face))[0]
+        assert np.allclose(probs[tta], list(expected.probs.values()), atol=1e-5)
+    assert not np.allclose(probs["none"], probs["flip"], atol=1e-4)
+
+
 def test_csv_and_annotated_images(capsys, folder, checkpoint, yunet_model, tmp_path):
     table, annotated = tmp_path / "faces.csv", tmp_path / "annotated"
     code, _, err = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), str(folder / "empty.jpg"),

@@ -40,6 +40,9 @@ def register(sub) -> None:
                    help="detect on images downscaled to this longer side (raise it for small faces in big photos)")
     p.add_argument("--crop-margin", type=float, default=None,
                    help="override the model's face-crop margin (fraction of the face box on each side)")
+    p.add_argument("--tta", choices=("none", "flip", "flip_shift", "flip_crop"), default=None,
+                   help="override the model's test-time augmentation (e.g. flip: 5x faster than default's "
+                        "flip_shift, 0.8 points less accurate on FER2013)")
     p.set_defaults(func=run)
 
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rec = Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
                          detector_model=args.detector_model, min_face=args.min_face, crop_margin=args.crop_margin,
-                         max_side=args.max_side)
+                         max_side=args.max_side, tta=args.tta)
     except FerkitError as exc:
         # A detector or model that cannot load fails every input the same way: say so once on stderr and
         # still give each input its error entry, so --json / --csv consumers get the contract's shape.
