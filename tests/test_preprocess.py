@@ -50,3 +50,12 @@ def test_flip_shift_views_are_flips_and_one_step_translations():
 def test_unknown_tta_modes_are_refused(mode):
     with pytest.raises(ValueError, match="unknown TTA mode"):
         tta_views(torch.zeros(1, 1, 8, 8), mode)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.2])
+def test_training_refuses_a_face_crop_outside_zero_to_one(share):
+    from ferkit.errors import FerkitError
+    from ferkit.train import TrainConfig, model_config_for
+
+    with pytest.raises(FerkitError, match="--face-crop"):
+        model_config_for(TrainConfig(face_crop=share), ("a", "b"))

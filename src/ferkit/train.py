@@ -293,6 +293,9 @@ def apply_occlusion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> 
 
 
 def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelConfig:
+    if not 0.0 < cfg.face_crop <= 1.0:
+        raise FerkitError(f"--face-crop is the centre share of each face the model sees, in (0, 1]; "
+                          f"got {cfg.face_crop}")
     return ModelConfig(
         arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
         labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,
