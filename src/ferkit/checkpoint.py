@@ -20,6 +20,7 @@ import torch.nn as nn
 from ferkit.errors import ModelError
 from ferkit.labels import EMOTIONS
 from ferkit.paths import SHIPPED_MODELS, WEIGHTS_DIR, atomic_write
+from ferkit.views import crop_side
 
 FORMAT = "ferkit"
 VERSION = 1
@@ -38,7 +39,7 @@ class ModelConfig:
     std: list[float] = field(default_factory=lambda: [0.5])
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Inference settings chosen at training time: test-time augmentation and the calibration temperature.
-    tta: str = "none"  # one of ferkit.inference.TTA_MODES
+    tta: str = "none"  # one of ferkit.views.TTA_MODES
     temperature: float = 1.0
     # Face crop the model was trained on: square box side = face box side * (1 + 2 * crop_margin).
     crop_margin: float = 0.0
@@ -49,7 +50,7 @@ class ModelConfig:
     @property
     def crop_size(self) -> int:
         """Side of the face crops to feed: its centre ``face_crop`` is then exactly ``input_size`` pixels."""
-        return max(self.input_size, round(self.input_size / self.face_crop))
+        return crop_side(self.input_size, self.face_crop)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

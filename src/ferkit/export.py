@@ -26,6 +26,7 @@ import numpy as np
 
 from ferkit.errors import ModelError
 from ferkit.paths import WEIGHTS_DIR, atomic_write
+from ferkit.views import TTA_MODES, centre_window, crop_side
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     import torch
 
     from ferkit.checkpoint import load_model, resolve_checkpoint
-    from ferkit.inference import TTA_MODES
 
     source: dict[str, str] = {}
     if isinstance(model, tuple):
@@ -215,7 +215,7 @@ class OnnxClassifier:
         self.labels = tuple(self.config_dict["labels"])
         self.input_size = int(self.config_dict["input_size"])
         self.face_crop = float(self.config_dict.get("face_crop", 1.0))
-        self.crop_size = max(self.input_size, round(self.input_size / self.face_crop))  # as ModelConfig.crop_size
+        self.crop_size = crop_side(self.input_size, self.face_crop)
         self.crop_margin = float(self.config_dict.get("crop_margin", 0.0))
         self.batch_size = batch_size
         self.providers = self.session.get_providers()
@@ -244,10 +244,8 @@ class OnnxClassifier:
             faces = np.repeat(faces[..., None], 3, axis=3)
         if faces.ndim != 4 or faces.shape[3] != 3:
             raise ValueError(f"expected N x H x W or N x H x W x 3 faces, got shape {faces.shape}")
-        if self.face_crop < 1.0:  # the centre the model was trained on, as preprocess.centre_crop takes it
-            h, w = faces.shape[1:3]
-            ch, cw = max(1, round(h * self.face_crop)), max(1, round(w * self.face_crop))
-            faces = faces[:, (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+        rows, cols = centre_window(faces.shape[1], faces.shape[2], self.face_crop)  # what the model was trained on
+        faces = faces[:, rows, cols]
         faces = faces.astype(np.float32)
         s = self.input_size
         if faces.shape[1:3] != (s, s):

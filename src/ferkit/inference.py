@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ferkit.checkpoint import ModelConfig
 from ferkit.preprocess import faces_to_tensor
 
-TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
+from ferkit.views import TTA_MODES
 
 
 def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch.Tensor]:

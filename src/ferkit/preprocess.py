@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.checkpoint import ModelConfig
+from ferkit.views import centre_window
 
 # ITU-R BT.601 luma, the same weights OpenCV and Pillow use for RGB -> gray.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -75,15 +76,10 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-
 def centre_crop(x: torch.Tensor, share: float) -> torch.Tensor:
-    """The centre ``share`` of each image's side (whole pixels, at least one)."""
-    if share >= 1.0:
-        return x
-    h, w = x.shape[-2:]
-    ch, cw = max(1, round(h * share)), max(1, round(w * share))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
+    """The centre ``share`` of each image's side (``ferkit.views.centre_window``)."""
+    rows, cols = centre_window(x.shape[-2], x.shape[-1], share)
+    return x[..., rows, cols]
 
 
 def to_input(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:

@@ -30,11 +30,11 @@ from ferkit.faces import (
 )
 from ferkit.imageio import ImageInput, load_image
 from ferkit.paths import WEIGHTS_DIR
+from ferkit.views import TTA_MODES
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")  # ferkit.inference.TTA_MODES, repeated to keep torch out of imports
 
 
 # ---------------------------------------------------------------------------------------------------------------

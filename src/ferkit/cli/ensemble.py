@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.views import TTA_MODES
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def register(sub) -> None:
     )
     p.add_argument("members", nargs="+", metavar="MODEL", help="checkpoint .pt files or shipped model names")
     p.add_argument("--out", required=True, metavar="FILE", help="the ensemble checkpoint to write")
-    p.add_argument("--tta", choices=("none", "flip", "flip_shift", "flip_crop"), default=None,
+    p.add_argument("--tta", choices=TTA_MODES, default=None,
                    help="the ensemble's inference TTA (default: the first member's)")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file size)")
     p.set_defaults(func=run)

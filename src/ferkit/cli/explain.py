@@ -118,10 +118,11 @@ def _face_finder(args: argparse.Namespace, config):
     ``display`` is the part of the crop the model sees (its centre ``face_crop``), at a resolution fit for
     the overlay.
     """
+    from ferkit.views import centre_window
+
     def seen(display):
-        h, w = display.shape[:2]
-        ch, cw = max(1, round(h * config.face_crop)), max(1, round(w * config.face_crop))
-        return display[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+        rows, cols = centre_window(display.shape[0], display.shape[1], config.face_crop)
+        return display[rows, cols]
 
     if args.detector == "none":
         def whole(image):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ferkit.paths import SHIPPED_MODELS
+from ferkit.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -21,7 +22,7 @@ def register(sub) -> None:
                    help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or checkpoint .pt")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     p.add_argument("--out", metavar="FILE", help="output file (default: MODEL's name with .onnx, here)")
-    p.add_argument("--tta", choices=("none", "flip", "flip_shift", "flip_crop"), default=None,
+    p.add_argument("--tta", choices=TTA_MODES, default=None,
                    help="test-time augmentation baked into the graph (default: the checkpoint's own)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
