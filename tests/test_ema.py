@@ -1,4 +1,4 @@
-"""The weight average (--ema) and choosing best.pt under the checkpoint's own TTA."""
+"""The weight averages (--ema, --swa) and choosing best.pt under the checkpoint's own TTA."""
 import csv
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ferkit.augment import AugmentConfig
 from ferkit.checkpoint import load_checkpoint, load_model
-from ferkit.ema import WeightAverage
+from ferkit.ema import EqualAverage, WeightAverage, recompute_batchnorm
 from ferkit.errors import FerkitError
 from ferkit.inference import classify
 from ferkit.train import train
@@ -72,3 +72,60 @@ def test_without_ema_best_is_chosen_on_the_shipped_tta(tmp_path, data):
     assert load_checkpoint(Path(summary["run_dir"]) / "best.pt")["meta"]["epoch"] == summary["best_epoch"]
     plain = train(tiny(tmp_path / "plain", epochs=1), data)
     assert plain["selected_on"] == "val_accuracy"
+
+
+def test_the_equal_average_is_the_plain_mean_of_its_updates():
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    avg = EqualAverage(net)
+    seen = []
+    for shift in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            net[0].weight.add_(shift)
+        seen.append(net[0].weight.detach().clone())
+        avg.update(net)
+    assert torch.allclose(avg.module[0].weight, torch.stack(seen).mean(0))
+    assert avg.updates == 3
+
+
+def test_recomputed_batchnorm_statistics_are_exact_means_over_the_batches():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    batches = [torch.randn(16, 3) * 3 + 1 for _ in range(4)]
+    recompute_batchnorm(net, batches)
+    with torch.no_grad():
+        features = [net[0](b) for b in batches]
+    assert torch.allclose(net[1].running_mean, torch.cat(features).mean(0), atol=1e-5)
+    # the variance is each batch's own (unbiased), averaged over the batches, as in training
+    assert torch.allclose(net[1].running_var, torch.stack([f.var(0) for f in features]).mean(0), rtol=1e-4)
+    assert not net.training
+
+
+@pytest.mark.parametrize("kw, match", [(dict(swa=4, epochs=3), "--swa"), (dict(swa=-1), "--swa"),
+                                       (dict(swa=1, ema=0.9), "--swa and --ema")])
+def test_bad_swa_settings_are_clear_errors(tmp_path, data, kw, match):
+    with pytest.raises(FerkitError, match=match):
+        train(tiny(tmp_path, **kw), data)
+
+
+def test_swa_best_holds_the_average_with_recomputed_batchnorm(tmp_path, data):
+    summary = train(tiny(tmp_path, model="fernet_s", epochs=3, swa=1, tta="flip", schedule="constant"), data)
+    assert summary["selected_on"] == "swa_val_accuracy_tta" and summary["best_epoch"] == 3
+    run = Path(summary["run_dir"])
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert rows[0]["swa_val_accuracy_tta"] == "" and rows[2]["swa_val_accuracy_tta"] != ""
+    best = load_checkpoint(run / "best.pt")["state_dict"]
+    raw = load_checkpoint(run / "last.pt")["state_dict"]
+    # an average of one epoch end is that epoch's weights; only the batch-norm statistics are recomputed
+    stats = {k for k in best if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert stats and all(torch.equal(best[k], raw[k]) for k in best if k not in stats)
+    assert any(not torch.equal(best[k], raw[k]) for k in stats if k.endswith("running_mean"))
+    model, mcfg = load_model(run / "best.pt")
+    val = data.split("publictest")
+    accuracy = (classify(model, val.images, mcfg).argmax(1) == val.labels).mean()
+    assert accuracy == pytest.approx(float(rows[2]["swa_val_accuracy_tta"]))
+
+
+def test_swa_averages_the_last_epochs_and_without_validation_keeps_the_last_average(tmp_path, data):
+    summary = train(tiny(tmp_path, epochs=3, swa=2, val_split=""), data)
+    assert summary["selected_on"] == "swa_epochs" and summary["best_epoch"] == 3
+    state = load_checkpoint(Path(summary["run_dir"]) / "last.pt")["train_state"]["swa"]
+    assert state["updates"] == 2

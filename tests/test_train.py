@@ -60,10 +60,10 @@ def test_curves_are_redrawn_at_most_every_30_s_and_at_the_end(tmp_path, data, mo
 
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch, ema):
+@pytest.mark.parametrize("ema, swa", [(0.0, 0), (0.9, 0), (0.0, 2)])
+def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch, ema, swa):
     kw = dict(epochs=3, augment=AugmentConfig(erase=0.3, rotate=10), cutmix=1.0, mix_prob=0.5, label_smoothing=0.1,
-              ema=ema)
+              ema=ema, swa=swa)
     full = tiny(tmp_path / "a", **kw)
     train(full, data)
 
@@ -83,7 +83,7 @@ def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, m
     monkeypatch.setattr(trainer, "write_history", real_write)
     part.resume = True
     train(part, data)
-    for name in ("last.pt", "best.pt"):  # best.pt holds the weight average with --ema
+    for name in ("last.pt", "best.pt"):  # best.pt holds the weight average with --ema or --swa
         a = load_checkpoint(Path(full.out) / name)["state_dict"]
         b = load_checkpoint(Path(part.out) / name)["state_dict"]
         assert a.keys() == b.keys()
@@ -91,6 +91,10 @@ def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, m
     if ema:
         a, b = (load_checkpoint(Path(c.out) / "last.pt")["train_state"]["ema"] for c in (full, part))
         assert a["updates"] == b["updates"] == 3 * (224 // 16)
+        assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+    if swa:
+        a, b = (load_checkpoint(Path(c.out) / "last.pt")["train_state"]["swa"] for c in (full, part))
+        assert a["updates"] == b["updates"] == 2
         assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
 
 

@@ -1,12 +1,16 @@
-"""An exponential moving average of a model's weights, updated after every optimiser step.
+"""Averages of a model's weights along training: an exponential moving average updated after every
+optimiser step (``--ema``), and stochastic weight averaging (``--swa``), the plain mean of the weights at the
+end of each of a run's last epochs.
 
 The average of the weights along the end of a run usually generalises a little better than the last
 weights and moves less from epoch to epoch, so the epoch that validation picks depends less on luck.
-Batch-norm running statistics are averaged like the weights; the step counter is copied.
+The moving average averages batch-norm running statistics like the weights; the plain mean recomputes them
+(``recompute_batchnorm``), since the statistics of averaged weights are not the average of the statistics.
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -39,10 +43,13 @@ class WeightAverage:
         theirs = model.state_dict()
         return [(mine[k], theirs[k]) for k in mine]
 
+    def _decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = self._decay()
         floats, sources, others = [], [], []
         for avg, cur in self._pairs(model):
             if avg.is_floating_point():
@@ -61,3 +68,32 @@ class WeightAverage:
     def load_state_dict(self, state: dict) -> None:
         self.decay, self.updates = state["decay"], state["updates"]
         self.module.load_state_dict(state["weights"])
+
+
+class EqualAverage(WeightAverage):
+    """The plain mean of every set of weights passed to ``update`` (stochastic weight averaging, Izmailov et
+    al. 2018): the n-th update moves the mean 1/n of the way to the new weights. Call
+    ``recompute_batchnorm`` on ``module`` before using it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model, 0.0)
+
+    def _decay(self) -> float:
+        return 1.0 - 1.0 / self.updates
+
+
+def check_swa(epochs: int, swa: int, ema: float) -> None:
+    if not 0 <= swa <= epochs:
+        raise FerkitError(f"--swa is how many of the run's last epochs to average, 0 to {epochs} (--epochs); got {swa}")
+    if swa and ema:
+        raise FerkitError("--swa and --ema both choose which average best.pt holds; use one of them")
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Replace the batch-norm running statistics of ``model`` with exact means over ``batches`` (run any
+    autocast context around the call). torch's update_bn does the bookkeeping."""
+    from torch.optim.swa_utils import update_bn
+
+    update_bn(batches, model)
+    model.eval()

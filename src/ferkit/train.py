@@ -29,7 +29,7 @@ from ferkit.augment import AugmentConfig, augment, mix_batch
 from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.distill import Teacher, check_weight, distill_targets
-from ferkit.ema import WeightAverage
+from ferkit.ema import EqualAverage, WeightAverage, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
@@ -88,6 +88,7 @@ class TrainConfig:
     distill: float = 0.5  # the teacher's share of each training target
     teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
     ema: float = 0.0  # decay per step of an average of the weights that best.pt then holds (0: off)
+    swa: int = 0  # average the weights of the last N epochs' ends equally (best.pt holds the average; 0: off)
     freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
     folds: int = 0
     drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
@@ -380,6 +381,8 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         teacher = Teacher(cfg.teacher, mcfg, device, tta=cfg.teacher_tta, amp_dtype=amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    check_swa(cfg.epochs, cfg.swa, cfg.ema)
+    swa = EqualAverage(model) if cfg.swa else None
     select_key = selection_key(cfg, val_ds is not None)
 
     # Resume: everything that decides the rest of the run comes from last.pt.
@@ -397,6 +400,11 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         elif average is not None:
             log.warning("--ema: %s holds no weight average; starting one from its weights", out / "last.pt")
             average = WeightAverage(model, cfg.ema)
+        if swa is not None and "swa" in st:
+            swa.load_state_dict(st["swa"])
+        elif swa is not None and start_epoch > cfg.epochs - cfg.swa:
+            raise FerkitError(f"--swa {cfg.swa}: {out / 'last.pt'} is past epoch {cfg.epochs - cfg.swa}, where "
+                              f"the average starts, but holds no average; resume without --swa or start afresh")
         log.info("resumed %s at epoch %d (best %.4f)", out, start_epoch + 1, best)
     elif cfg.resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
@@ -496,10 +504,18 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             row.update(validate(model, mcfg, val_ds, device, tta=cfg.tta))
             if average is not None:
                 row.update(validate(average.module, mcfg, val_ds, device, tta=cfg.tta, prefix="ema_val"))
+        if swa is not None and epoch >= cfg.epochs - cfg.swa:
+            swa.update(model)
+            t_bn = time.perf_counter()
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                recompute_batchnorm(swa.module, training_batches(images, mcfg, device, mem))
+            row["swa_bn_s"], row["swa_epochs"] = time.perf_counter() - t_bn, swa.updates
+            if val_ds is not None:
+                row.update(validate(swa.module, mcfg, val_ds, device, tta=cfg.tta, prefix="swa_val"))
         row["epoch_s"] = time.perf_counter() - t_epoch
         history.append(row)
 
-        score = row[select_key]
+        score = row.get(select_key, -1.0)  # with --swa, epochs before the average starts are never chosen
         improved = score > best
         best, stale = (score, 0) if improved else (best, stale + 1)
         if cfg.schedule == "plateau" and "val_loss" in row:
@@ -510,12 +526,15 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         if ddp.main:
             meta = {"epoch": epoch + 1, "metrics": row, "command": cfg.command, "ferkit": __version__}
             if improved:
-                save_checkpoint(out / "best.pt", average.module if average is not None else model, mcfg, meta=meta)
+                chosen = average.module if average is not None else swa.module if swa is not None else model
+                save_checkpoint(out / "best.pt", chosen, mcfg, meta=meta)
             state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "best": best, "stale": stale,
                      "plateau_scale": plateau_scale, "best_val_loss": best_val_loss, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}
             if average is not None:
                 state["ema"] = average.state_dict()
+            if swa is not None and swa.updates:
+                state["swa"] = swa.state_dict()
             save_checkpoint(out / "last.pt", model, mcfg, meta=meta, train_state=state)
             # Plotting costs ~0.3 s, a tenth of a GPU epoch: redraw the curves at most every 30 s (and at the end).
             plot = time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs
@@ -531,7 +550,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     if bar is not None:
         bar.close()
     summary = {"run_dir": str(out), "best_val_accuracy": best, "selected_on": select_key, "epochs_run": len(history),
-               "best_epoch": 1 + int(np.argmax([h[select_key] for h in history])) if history else 0,
+               "best_epoch": 1 + int(np.argmax([h.get(select_key, -1.0) for h in history])) if history else 0,
                "train_seconds": float(sum(h["epoch_s"] for h in history))}
     if ddp.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -540,10 +559,20 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
 
 def selection_key(cfg: TrainConfig, has_val: bool) -> str:
     """The metrics column best.pt is chosen on: validation accuracy of the weights best.pt holds (the weight
-    average with --ema), under the TTA the checkpoint will be used with, so best.pt is best as shipped."""
+    average with --ema or --swa), under the TTA the checkpoint will be used with, so best.pt is best as shipped."""
+    prefix = "ema_" if cfg.ema else "swa_" if cfg.swa else ""
     if not has_val:
-        return "train_accuracy"
-    return ("ema_" if cfg.ema else "") + "val_accuracy" + ("_tta" if cfg.tta != "none" else "")
+        return "swa_epochs" if cfg.swa else "train_accuracy"  # --swa without validation: the last average wins
+    return prefix + "val_accuracy" + ("_tta" if cfg.tta != "none" else "")
+
+
+def training_batches(images: torch.Tensor, mcfg: ModelConfig, device: torch.device,
+                     mem: torch.memory_format, batch_size: int = 256):
+    """The training faces, unaugmented and preprocessed as at inference, in batches: what --swa recomputes the
+    average's batch-norm statistics on, so they match the clean faces it is evaluated and used on."""
+    for sl in iter_batches(len(images), batch_size):
+        x = match_channels(images[sl].to(device).float(), mcfg.in_chans)
+        yield normalize(to_input(x, mcfg), mcfg).contiguous(memory_format=mem)
 
 
 def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device, tta: str = "none",
@@ -575,7 +604,8 @@ def write_run_config(out: Path, cfg: TrainConfig, mcfg: ModelConfig, n_train: in
 
 def write_history(out: Path, history: list[dict[str, float]], plot: bool = True) -> None:
     with open(out / "metrics.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        columns = list(dict.fromkeys(k for row in history for k in row))  # --swa adds columns late in a run
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
     if not plot:

@@ -39,6 +39,8 @@ _FIELDS = [
     ("distill", float, "with --teacher: the teacher's share of each target (0-1, default 0.5)"),
     ("teacher-tta", str, "with --teacher: TTA the teacher averages over (none, flip, flip_shift, flip_crop)"),
     ("ema", float, "keep an average of the weights with this decay per step, e.g. 0.9995 (0: off); best.pt holds it"),
+    ("swa", int, "stochastic weight averaging: average the weights at the end of each of the last N epochs "
+                 "(give them a constant --schedule); best.pt holds the average (0: off)"),
     ("freeze", int, "freeze the first N blocks (batch norm stays trainable)"),
     ("folds", int, "stratified K-fold cross-validation on the training split"),
     ("device", str, "auto, cpu, cuda"),
