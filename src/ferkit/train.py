@@ -515,9 +515,10 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         row["epoch_s"] = time.perf_counter() - t_epoch
         history.append(row)
 
-        score = row.get(select_key, -1.0)  # with --swa, epochs before the average starts are never chosen
-        improved = score > best
-        best, stale = (score, 0) if improved else (best, stale + 1)
+        score = row.get(select_key)
+        improved = score is not None and score > best
+        if score is not None:  # with --swa, epochs before its average starts neither count nor go stale
+            best, stale = (score, 0) if improved else (best, stale + 1)
         if cfg.schedule == "plateau" and "val_loss" in row:
             if row["val_loss"] < best_val_loss - 1e-4:
                 best_val_loss = row["val_loss"]
