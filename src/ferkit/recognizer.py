@@ -254,7 +254,7 @@ class Recognizer:
         detections = [self.detector.detect(im, c) for im, c in zip(images, colors)]
         # Crops at the classifier's crop size: a model trained on the centre of each face (face_crop < 1)
         # then sees that centre at its native resolution, as it did in training.
-        size = getattr(self.classifier, "crop_size", self.classifier.input_size)
+        size = self.classifier.crop_size
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []  # (image index, face index) of each crop
         for i, (im, c, dets) in enumerate(zip(images, colors, detections)):

@@ -508,7 +508,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
             swa.update(model)
             t_bn = time.perf_counter()
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                recompute_batchnorm(swa.module, training_batches(images, mcfg, device, mem))
+                recompute_batchnorm(swa.module, clean_batches(train_ds, mcfg, device))
             row["swa_bn_s"], row["swa_epochs"] = time.perf_counter() - t_bn, swa.updates
             if val_ds is not None:
                 row.update(validate(swa.module, mcfg, val_ds, device, tta=cfg.tta, prefix="swa_val"))
@@ -567,13 +567,11 @@ def selection_key(cfg: TrainConfig, has_val: bool) -> str:
     return prefix + "val_accuracy" + ("_tta" if cfg.tta != "none" else "")
 
 
-def training_batches(images: torch.Tensor, mcfg: ModelConfig, device: torch.device,
-                     mem: torch.memory_format, batch_size: int = 256):
-    """The training faces, unaugmented and preprocessed as at inference, in batches: what --swa recomputes the
+def clean_batches(ds: FaceDataset, mcfg: ModelConfig, device: torch.device, batch_size: int = 256):
+    """A split's faces, unaugmented and preprocessed as at inference, in batches: what --swa recomputes the
     average's batch-norm statistics on, so they match the clean faces it is evaluated and used on."""
-    for sl in iter_batches(len(images), batch_size):
-        x = match_channels(images[sl].to(device).float(), mcfg.in_chans)
-        yield normalize(to_input(x, mcfg), mcfg).contiguous(memory_format=mem)
+    for sl in iter_batches(len(ds), batch_size):
+        yield faces_to_tensor(ds.images[sl], mcfg, device)
 
 
 def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device, tta: str = "none",
