@@ -65,6 +65,7 @@ def main() -> None:
 
     from ferkit.checkpoint import load_model
     from ferkit.data import load_dataset
+    from ferkit.inference import iter_batches
     from ferkit.preprocess import faces_to_tensor
 
     torch.set_num_threads(args.threads)
@@ -94,7 +95,7 @@ def main() -> None:
             image = render(view).contiguous(memory_format=torch.channels_last)
             for flip in (False, True):
                 v = image.flip(-1) if flip else image
-                logits[flip, view] = torch.cat([model(v[i:i + 512]).float() for i in range(0, len(v), 512)])
+                logits[flip, view] = torch.cat([model(v[sl]).float() for sl in iter_batches(len(v), 512)])
     rows = []
     for name, chosen in sets.items():
         pred = torch.stack([logits[f, v] for f in (False, True) for v in chosen]).mean(0).argmax(1).numpy()
