@@ -60,10 +60,10 @@ def test_curves_are_redrawn_at_most_every_30_s_and_at_the_end(tmp_path, data, mo
 
 
 
-@pytest.mark.parametrize("ema, swa", [(0.0, 0), (0.9, 0), (0.0, 2)])
-def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch, ema, swa):
+@pytest.mark.parametrize("ema, swa, sam", [(0.0, 0, 0.0), (0.9, 0, 0.0), (0.0, 2, 0.0), (0.0, 0, 0.05)])
+def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, monkeypatch, ema, swa, sam):
     kw = dict(epochs=3, augment=AugmentConfig(erase=0.3, rotate=10), cutmix=1.0, mix_prob=0.5, label_smoothing=0.1,
-              ema=ema, swa=swa)
+              ema=ema, swa=swa, sam=sam)
     full = tiny(tmp_path / "a", **kw)
     train(full, data)
 

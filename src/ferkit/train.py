@@ -33,6 +33,7 @@ from ferkit.ema import EqualAverage, WeightAverage, check_swa, recompute_batchno
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
+from ferkit.sam import SharpnessAware, frozen_batchnorm_statistics
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class TrainConfig:
     teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
     ema: float = 0.0  # decay per step of an average of the weights that best.pt then holds (0: off)
     swa: int = 0  # average the weights of the last N epochs' ends equally (best.pt holds the average; 0: off)
+    sam: float = 0.0  # sharpness-aware minimisation radius rho (ferkit.sam; 0: off, doubles the cost of a step)
     freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
     folds: int = 0
     drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
@@ -380,6 +382,9 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         check_weight(cfg.distill)
         teacher = Teacher(cfg.teacher, mcfg, device, tta=cfg.teacher_tta, amp_dtype=amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+    sam = SharpnessAware(model, cfg.sam) if cfg.sam else None
+    if sam is not None and scaler is not None:
+        raise FerkitError("--sam climbs along unscaled gradients; use it with --precision bf16 or fp32, not fp16")
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     check_swa(cfg.epochs, cfg.swa, cfg.ema)
     swa = EqualAverage(model) if cfg.swa else None
@@ -481,6 +486,14 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
                     scaler.update()
                 else:
                     loss.backward()
+                    if sam is not None:
+                        sam.climb()
+                        with frozen_batchnorm_statistics(train_model), torch.autocast(
+                                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                            sharp_loss = soft_cross_entropy(train_model(x), targets, class_w)
+                        optimizer.zero_grad(set_to_none=True)
+                        sharp_loss.backward()
+                        sam.return_back()
                     optimizer.step()
                 if average is not None:
                     average.update(model)

@@ -41,6 +41,8 @@ _FIELDS = [
     ("ema", float, "keep an average of the weights with this decay per step, e.g. 0.9995 (0: off); best.pt holds it"),
     ("swa", int, "stochastic weight averaging: average the weights at the end of each of the last N epochs "
                  "(give them a constant --schedule); best.pt holds the average (0: off)"),
+    ("sam", float, "sharpness-aware minimisation with this radius rho, e.g. 0.05 (0: off); each step costs two "
+                   "forward and backward passes"),
     ("freeze", int, "freeze the first N blocks (batch norm stays trainable)"),
     ("folds", int, "stratified K-fold cross-validation on the training split"),
     ("device", str, "auto, cpu, cuda"),
