@@ -2,8 +2,9 @@
 
 Each step first climbs from the weights w to w + e, e = rho * g / ||g||, the nearby point where the loss
 rises fastest, and then steps w with the gradient taken there. Weights whose whole neighbourhood has a low
-loss (flat minima) are preferred to a sharp dip, which tends to generalise better on small noisy datasets
-such as FER2013. It costs a second forward and backward pass per step.
+loss (flat minima) are preferred to a sharp dip, which the paper found to generalise better, most on noisy
+labels. It costs a second forward and backward pass per step (2.0x per image here; as a fine-tune of the
+shipped `default` it did not help: BENCHMARKS.md, "A sharpness-aware fine-tune").
 """
 from __future__ import annotations
 
