@@ -214,6 +214,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
+def mixed_precision(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """The autocast context for a forward pass (a no-op when ``amp_dtype`` is None: fp32)."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -471,7 +476,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
                 targets = distill_targets(targets, teacher(x), cfg.distill)
                 t_teacher += time.perf_counter() - t1
             try:
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                with mixed_precision(device, amp_dtype):
                     logits = train_model(x)
                 loss = soft_cross_entropy(logits, targets, class_w)
                 if not torch.isfinite(loss):
@@ -488,8 +493,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
                     loss.backward()
                     if sam is not None:
                         sam.climb()
-                        with frozen_batchnorm_statistics(train_model), torch.autocast(
-                                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                        with frozen_batchnorm_statistics(train_model), mixed_precision(device, amp_dtype):
                             sharp_loss = soft_cross_entropy(train_model(x), targets, class_w)
                         optimizer.zero_grad(set_to_none=True)
                         sharp_loss.backward()
@@ -520,7 +524,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         if swa is not None and epoch >= cfg.epochs - cfg.swa:
             swa.update(model)
             t_bn = time.perf_counter()
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with mixed_precision(device, amp_dtype):
                 recompute_batchnorm(swa.module, clean_batches(train_ds, mcfg, device))
             row["swa_bn_s"], row["swa_epochs"] = time.perf_counter() - t_bn, swa.updates
             if val_ds is not None:
