@@ -16,6 +16,7 @@ import torch
 from ferkit.checkpoint import ModelConfig, load_model
 from ferkit.errors import FerkitError
 from ferkit.inference import TTA_MODES, predict_logits
+from ferkit.precision import mixed_precision
 from ferkit.preprocess import centre_crop, denormalize, normalize, resize
 
 
@@ -60,8 +61,7 @@ class Teacher:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities (N x classes, float32) for the student's normalised batch ``x``."""
         x = self._teacher_input(x)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with mixed_precision(self.device, self.amp_dtype):
             logits = predict_logits(self.model, x, self.tta)
         return torch.softmax(logits.float() / self.config.temperature, dim=1)
 

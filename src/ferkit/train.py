@@ -32,6 +32,7 @@ from ferkit.distill import Teacher, check_weight, distill_targets
 from ferkit.ema import EqualAverage, WeightAverage, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
+from ferkit.precision import autocast_dtype, mixed_precision
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
 from ferkit.sam import SharpnessAware, frozen_batchnorm_statistics
 
@@ -190,33 +191,6 @@ def pick_device(name: str, ddp: Distributed) -> torch.device:
     if name == "cuda" and ddp.world > 1:
         name = f"cuda:{ddp.local_rank}"
     return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """bf16 autocast only pays on CPUs with bf16 instructions: on this project's AVX2-only EPYC it ran
-    10x slower than fp32 (BENCHMARKS.md), so "auto" picks it only where the hardware has it."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
-
-
-def mixed_precision(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
-    """The autocast context for a forward pass (a no-op when ``amp_dtype`` is None: fp32)."""
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
