@@ -48,7 +48,9 @@ def test_flip_shift_views_are_flips_and_one_step_translations():
 
 @pytest.mark.parametrize("mode", ["bogus", ""])
 def test_unknown_tta_modes_are_refused(mode):
-    with pytest.raises(ValueError, match="unknown TTA mode"):
+    from ferkit.errors import FerkitError
+
+    with pytest.raises(FerkitError, match="unknown TTA mode .*choose one of none, flip, flip_shift, flip_crop"):
         tta_views(torch.zeros(1, 1, 8, 8), mode)
 
 

@@ -183,8 +183,5 @@ def test_in_memory_model_and_config(checkpoint):
 
 
 def test_tta_modes_are_checked_up_front(checkpoint):
-    from ferkit import inference, recognizer
-
-    assert recognizer.TTA_MODES == inference.TTA_MODES
     with pytest.raises(FerkitError, match="unknown TTA mode 'mirror'"):
         Recognizer(model=checkpoint, detector="haar", tta="mirror")

@@ -166,6 +166,14 @@ def test_fewer_images_than_a_batch_is_a_clear_error(tmp_path, data):
         train(tiny(tmp_path, batch_size=4096), data)
 
 
+@pytest.mark.parametrize("setting", [dict(tta="mirror"), dict(teacher="default", teacher_tta="mirror")])
+def test_an_unknown_tta_is_refused_before_the_first_step(tmp_path, data, setting):
+    # Validation is the first code to use --tta, so without the up-front check (whose message names the flag)
+    # the run died only after an epoch of training, with "unknown TTA mode".
+    with pytest.raises(FerkitError, match="unknown --(teacher-)?tta 'mirror'"):
+        train(tiny(tmp_path, epochs=1, **setting), data)
+
+
 def test_torchrun_two_cpu_processes(tmp_path):
     """DistributedDataParallel with gloo: two processes train one model and rank 0 writes the run."""
     script = tmp_path / "ddp.py"

@@ -15,9 +15,10 @@ import torch
 
 from ferkit.checkpoint import ModelConfig, load_model
 from ferkit.errors import FerkitError
-from ferkit.inference import TTA_MODES, predict_logits
+from ferkit.inference import predict_logits
 from ferkit.precision import mixed_precision
 from ferkit.preprocess import centre_crop, denormalize, normalize, resize
+from ferkit.views import check_tta
 
 
 class Teacher:
@@ -25,8 +26,7 @@ class Teacher:
 
     def __init__(self, spec: str | Path, student: ModelConfig, device: torch.device, tta: str = "none",
                  amp_dtype: torch.dtype | None = None):
-        if tta not in TTA_MODES:
-            raise FerkitError(f"unknown teacher TTA {tta!r}; choose one of {', '.join(TTA_MODES)}")
+        check_tta(tta, "teacher TTA")
         self.model, self.config = load_model(spec, device=device)
         self.model.requires_grad_(False)
         if self.config.labels != student.labels:

@@ -65,12 +65,12 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
     member keeps its own). ``half`` stores the weights as float16, halving the file; they load back as float32.
     """
     from ferkit.checkpoint import ModelConfig, load_checkpoint, save_checkpoint
-    from ferkit.inference import TTA_MODES
+    from ferkit.views import check_tta
 
     if len(specs) < 2:
         raise ModelError(f"an ensemble needs at least two checkpoints; got {len(specs)}")
-    if tta is not None and tta not in TTA_MODES:
-        raise ModelError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    if tta is not None:
+        check_tta(tta)
     ckpts = [load_checkpoint(s) for s in specs]
     configs = [ModelConfig.from_dict(c["config"]) for c in ckpts]
     for spec, cfg in zip(specs[1:], configs[1:]):

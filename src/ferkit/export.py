@@ -26,7 +26,7 @@ import numpy as np
 
 from ferkit.errors import ModelError
 from ferkit.paths import WEIGHTS_DIR, atomic_write
-from ferkit.views import TTA_MODES, centre_window, crop_side
+from ferkit.views import centre_window, check_tta, crop_side
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     if out is None:
         raise ValueError("give out= when exporting an in-memory model")
     tta = config.tta if tta is None else tta
-    if tta not in TTA_MODES:
-        raise ModelError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    check_tta(tta)
     out = Path(out)
     graph = _wrapper(net, config, tta)
     size = int(config.input_size)

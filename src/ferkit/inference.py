@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ferkit.checkpoint import ModelConfig
 from ferkit.preprocess import faces_to_tensor
 
-from ferkit.views import TTA_MODES
+from ferkit.views import check_tta
 
 
 def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch.Tensor]:
@@ -20,8 +20,7 @@ def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch
     ``size`` is the batch's side; give it as an int when tracing for export (the tracer hands
     ``x.shape[-1]`` over as a tensor).
     """
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    check_tta(mode)
     size = x.shape[-1] if size is None else size
     views = [x]
     if mode != "none":

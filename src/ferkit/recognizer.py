@@ -30,7 +30,7 @@ from ferkit.faces import (
 )
 from ferkit.imageio import ImageInput, load_image
 from ferkit.paths import WEIGHTS_DIR
-from ferkit.views import TTA_MODES
+from ferkit.views import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,8 @@ def load_classifier(model: Any = "default", *, backend: str = "auto", device: st
     """A shipped model name, a checkpoint (.pt), an exported .onnx file, an in-memory (nn.Module, ModelConfig)
     pair (torch backend) or a ready Classifier."""
     backend = resolve_backend(model, backend, device)
-    if tta is not None and tta not in TTA_MODES:
-        raise FerkitError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    if tta is not None:
+        check_tta(tta)
     if hasattr(model, "predict_proba"):
         return model
     if isinstance(model, tuple):

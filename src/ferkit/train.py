@@ -35,6 +35,7 @@ from ferkit.inference import iter_batches, view_logits
 from ferkit.precision import autocast_dtype, mixed_precision
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
 from ferkit.sam import SharpnessAware, frozen_batchnorm_statistics
+from ferkit.views import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,10 @@ def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelCon
     if not 0.0 < cfg.face_crop <= 1.0:
         raise FerkitError(f"--face-crop is the centre share of each face the model sees, in (0, 1]; "
                           f"got {cfg.face_crop}")
+    # Checked before the first step: validation would otherwise fail on it only after the first epoch.
+    check_tta(cfg.tta, "--tta")
+    if cfg.teacher:
+        check_tta(cfg.teacher_tta, "--teacher-tta")
     return ModelConfig(
         arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
         labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,

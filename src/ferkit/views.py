@@ -3,8 +3,17 @@ names of the test-time augmentation modes. The torch pipeline, the ONNX backend,
 all take these from here, so a face is cut the same way whichever of them handles it."""
 from __future__ import annotations
 
+from ferkit.errors import FerkitError
+
 # Test-time augmentation modes (implemented by ferkit.inference.tta_views).
 TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
+
+
+def check_tta(mode: str, what: str = "TTA mode") -> str:
+    """``mode`` if it names a test-time augmentation, else a FerkitError that lists the ones there are."""
+    if mode not in TTA_MODES:
+        raise FerkitError(f"unknown {what} {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    return mode
 
 
 def centre_window(height: int, width: int, share: float) -> tuple[slice, slice]:

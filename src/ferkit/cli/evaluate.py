@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ferkit.paths import SHIPPED_MODELS
+from ferkit.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -14,9 +15,8 @@ def register(sub) -> None:
     p.add_argument("--model", default="default",
                    help=f"checkpoint file or shipped model name ({', '.join(SHIPPED_MODELS)})")
     p.add_argument("--occlusion", help="evaluate with this occlusion mask (upper, lower, left, right, ...)")
-    p.add_argument("--tta", nargs="?", const="flip_crop", default=None,
-                   help="test-time augmentation: none, flip, flip_shift or flip_crop (bare --tta: flip_crop); "
-                        "default: what the checkpoint says")
+    p.add_argument("--tta", nargs="?", const="flip_crop", default=None, choices=TTA_MODES,
+                   help="test-time augmentation (bare --tta: flip_crop); default: what the checkpoint says")
     p.add_argument("--exclude-leaks", action="store_true",
                    help="leave out test images that have an exact copy in the training split")
     p.add_argument("--batch-size", type=int, default=256)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.views import TTA_MODES
+
 # Flags that map one-to-one onto TrainConfig fields: (flag, type, help).
 _FIELDS = [
     ("model", str, "architecture (see `ferkit models`)"),
@@ -26,7 +28,7 @@ _FIELDS = [
     ("mix-prob", float, "probability that a batch is mixed"),
     ("occlusion", float, "probability of a random occlusion per image (robust training)"),
     ("mask-prob", float, "with --train-masks: share of images masked"),
-    ("tta", str, "test-time augmentation stored for inference: none, flip, flip_shift, flip_crop"),
+    ("tta", str, f"test-time augmentation stored for inference: {', '.join(TTA_MODES)}"),
     ("crop-margin", float, "face-crop margin stored for the face pipeline"),
     ("face-crop", float, "centre share of each face the model sees, e.g. 0.8333 for 40-of-48 px crops (1: all)"),
     ("precision", str, "auto, fp32, bf16 or fp16"),
@@ -37,7 +39,7 @@ _FIELDS = [
     ("finetune", str, "ferkit checkpoint to start from"),
     ("teacher", str, "distil from this checkpoint, shipped model name or ensemble ('none': no teacher)"),
     ("distill", float, "with --teacher: the teacher's share of each target (0-1, default 0.5)"),
-    ("teacher-tta", str, "with --teacher: TTA the teacher averages over (none, flip, flip_shift, flip_crop)"),
+    ("teacher-tta", str, f"with --teacher: TTA the teacher averages over ({', '.join(TTA_MODES)})"),
     ("ema", float, "keep an average of the weights with this decay per step, e.g. 0.9995 (0: off); best.pt holds it"),
     ("swa", int, "stochastic weight averaging: average the weights at the end of each of the last N epochs "
                  "(give them a constant --schedule); best.pt holds the average (0: off)"),
