@@ -57,7 +57,7 @@ def test_unknown_tta_modes_are_refused(mode):
 @pytest.mark.parametrize("share", [0.0, 1.2])
 def test_training_refuses_a_face_crop_outside_zero_to_one(share):
     from ferkit.errors import FerkitError
-    from ferkit.train import TrainConfig, model_config_for
+    from ferkit.train import TrainConfig, check_config
 
     with pytest.raises(FerkitError, match="--face-crop"):
-        model_config_for(TrainConfig(face_crop=share), ("a", "b"))
+        check_config(TrainConfig(face_crop=share))

@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,26 @@ def test_an_unknown_tta_is_refused_before_the_first_step(tmp_path, data, setting
     # the run died only after an epoch of training, with "unknown TTA mode".
     with pytest.raises(FerkitError, match="unknown --(teacher-)?tta 'mirror'"):
         train(tiny(tmp_path, epochs=1, **setting), data)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(epochs=0), "--epochs must be at least 1"),
+    (dict(batch_size=0), "--batch-size must be at least 1"),
+    (dict(lr=-1.0), "--lr must be 0 or more"),
+    (dict(label_smoothing=1.0), "--label-smoothing must be in"),
+    (dict(mix_prob=3.0), "--mix-prob is a probability"),
+    (dict(augment=AugmentConfig(erase=1.5)), "--erase is a probability"),
+    (dict(precision="half"), "unknown precision 'half'; choose one of auto, fp32, bf16, fp16"),
+    (dict(schedule="linear"), "unknown schedule 'linear'"),
+    (dict(optimizer="lion"), "unknown optimizer 'lion'"),
+    (dict(device="gpu"), "unknown --device 'gpu'"),
+    (dict(train_masks=["nose"]), "unknown occlusion mask 'nose'"),
+])
+def test_settings_that_cannot_train_are_refused_before_the_data_is_read(tmp_path, setting, message):
+    # data points nowhere: the check has to come before load_dataset, which would fail on the missing path.
+    with pytest.raises(FerkitError, match=re.escape(message)):
+        train(tiny(tmp_path, data=str(tmp_path / "missing.zip"), **setting))
+    assert not (tmp_path / "run").exists()
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

@@ -74,7 +74,7 @@ def _band(x: torch.Tensor, rows: tuple[int, int] | None = None, cols: tuple[int,
 
 def region(name: str, height: int, width: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """The H x W bool mask (True = hidden) of a named geometric mask; see the module docstring."""
-    name = _check_name(name)
+    name = check_mask(name)
     probe = torch.empty(1, 1, height, width, device=device)
     h2, h4, w2 = height // 2, height // 4, width // 2
     rects: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {
@@ -98,7 +98,7 @@ def black_fill(config) -> torch.Tensor:
     return -mean / std
 
 
-def _check_name(name: str) -> str:
+def check_mask(name: str) -> str:
     if name not in MASKS:
         raise FerkitError(f"unknown occlusion mask {name!r}; valid masks: {', '.join(MASKS)}")
     return name
@@ -211,7 +211,7 @@ _BY_NAME = {"full": full, "upper": upper, "lower": lower, "left": left, "right":
 
 def apply_mask(x: torch.Tensor, name: str, fill: Fill = 0, landmarks: torch.Tensor | None = None) -> torch.Tensor:
     """Apply mask ``name`` (one of ``MASKS``) to a batch; with landmarks, ``eyes``/``mouth`` follow the face."""
-    _check_name(name)
+    check_mask(name)
     if landmarks is not None and name in LANDMARK_MASKS:
         hide = landmark_region(name, landmarks.to(x.device), *x.shape[-2:])
         return _fill(x, hide[:, None], fill)

@@ -29,18 +29,20 @@ from ferkit.augment import AugmentConfig, augment, mix_batch
 from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.distill import Teacher, check_weight, distill_targets
-from ferkit.ema import EqualAverage, WeightAverage, check_swa, recompute_batchnorm
+from ferkit.ema import EqualAverage, WeightAverage, check_decay, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
 from ferkit.precision import autocast_dtype, mixed_precision
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
-from ferkit.sam import SharpnessAware, frozen_batchnorm_statistics
+from ferkit.occlusion import check_mask
+from ferkit.sam import SharpnessAware, check_rho, frozen_batchnorm_statistics
 from ferkit.views import check_tta
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("onecycle", "cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -159,6 +161,51 @@ class TrainingDiverged(FerkitError):
     pass
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot train before any data is read or any step taken: most of them would
+    otherwise surface as a traceback, or silently train something else, minutes or an epoch into the run."""
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise FerkitError(message)
+
+    need(cfg.epochs >= 1, f"--epochs must be at least 1; got {cfg.epochs}")
+    need(cfg.batch_size >= 1, f"--batch-size must be at least 1; got {cfg.batch_size}")
+    need(cfg.lr >= 0, f"--lr must be 0 or more; got {cfg.lr}")
+    need(cfg.weight_decay >= 0, f"--weight-decay must be 0 or more; got {cfg.weight_decay}")
+    need(0 <= cfg.momentum < 1, f"--momentum must be in [0, 1); got {cfg.momentum}")
+    need(cfg.warmup_epochs >= 0, f"--warmup-epochs must be 0 or more; got {cfg.warmup_epochs}")
+    need(0 <= cfg.label_smoothing < 1, f"--label-smoothing must be in [0, 1); got {cfg.label_smoothing}")
+    need(cfg.mixup >= 0 and cfg.cutmix >= 0, f"--mixup and --cutmix are Beta alphas, 0 or more (0: off); "
+                                              f"got {cfg.mixup} and {cfg.cutmix}")
+    for flag, value in (("mix-prob", cfg.mix_prob), ("occlusion", cfg.occlusion), ("mask-prob", cfg.mask_prob),
+                        ("hflip", cfg.augment.hflip), ("erase", cfg.augment.erase)):
+        need(0 <= value <= 1, f"--{flag} is a probability, in [0, 1]; got {value}")
+    need(0.0 < cfg.face_crop <= 1.0,
+         f"--face-crop is the centre share of each face the model sees, in (0, 1]; got {cfg.face_crop}")
+    need(cfg.optimizer in OPTIMIZERS, f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    need(cfg.schedule in SCHEDULES, f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    need(cfg.precision in PRECISIONS, f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    need(cfg.early_stop >= 0 and cfg.threads >= 0 and cfg.freeze >= 0 and cfg.folds >= 0,
+         "--early-stop, --threads, --freeze and --folds must be 0 or more")
+    check_tta(cfg.tta, "--tta")
+    for mask in cfg.train_masks:
+        check_mask(mask)
+    if cfg.teacher:
+        check_tta(cfg.teacher_tta, "--teacher-tta")
+        check_weight(cfg.distill)
+    check_decay(cfg.ema)
+    check_swa(cfg.epochs, cfg.swa, cfg.ema)
+    check_rho(cfg.sam)
+    if cfg.device != "auto":
+        try:
+            device = torch.device(cfg.device)
+        except RuntimeError:
+            raise FerkitError(f"unknown --device {cfg.device!r}; use auto, cpu, cuda or cuda:N") from None
+        need(device.type != "cuda" or torch.cuda.is_available(),
+             f"--device {cfg.device}: no CUDA device is visible to torch; use --device cpu (or auto)")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Small pieces the loop calls
 
@@ -204,7 +251,7 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise FerkitError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    raise AssertionError(cfg.optimizer)  # check_config refuses unknown names
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, plateau_scale: float) -> float:
@@ -227,7 +274,7 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, plateau_scale: 
         return warmup * plateau_scale
     if cfg.schedule == "constant":
         return warmup
-    raise FerkitError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    raise AssertionError(cfg.schedule)  # check_config refuses unknown names
 
 
 def class_weight_vector(labels: np.ndarray, k: int) -> torch.Tensor:
@@ -276,13 +323,6 @@ def apply_occlusion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> 
 
 
 def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelConfig:
-    if not 0.0 < cfg.face_crop <= 1.0:
-        raise FerkitError(f"--face-crop is the centre share of each face the model sees, in (0, 1]; "
-                          f"got {cfg.face_crop}")
-    # Checked before the first step: validation would otherwise fail on it only after the first epoch.
-    check_tta(cfg.tta, "--tta")
-    if cfg.teacher:
-        check_tta(cfg.teacher_tta, "--teacher-tta")
     return ModelConfig(
         arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
         labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,
@@ -315,6 +355,7 @@ def prepare_model(cfg: TrainConfig, mcfg: ModelConfig) -> nn.Module:
 
 def train(cfg: TrainConfig, dataset: FaceDataset | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the summary also written to ``summary.json`` in the run folder."""
+    check_config(cfg)
     if dataset is None:
         from ferkit.data import load_dataset
 
@@ -347,6 +388,7 @@ def train_folds(cfg: TrainConfig, dataset: FaceDataset) -> dict[str, Any]:
 
 def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
         label_names: tuple[str, ...]) -> dict[str, Any]:
+    check_config(cfg)  # again here for callers that bring their own splits (train() checks before reading data)
     ddp = setup_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = pick_device(cfg.device, ddp)
     if cfg.threads:
@@ -363,14 +405,12 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     amp_dtype = autocast_dtype(cfg.precision, device)
     teacher = None
     if cfg.teacher:
-        check_weight(cfg.distill)
         teacher = Teacher(cfg.teacher, mcfg, device, tta=cfg.teacher_tta, amp_dtype=amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
     sam = SharpnessAware(model, cfg.sam) if cfg.sam else None
     if sam is not None and scaler is not None:
         raise FerkitError("--sam climbs along unscaled gradients; use it with --precision bf16 or fp32, not fp16")
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
-    check_swa(cfg.epochs, cfg.swa, cfg.ema)
     swa = EqualAverage(model) if cfg.swa else None
     select_key = selection_key(cfg, val_ds is not None)
 
