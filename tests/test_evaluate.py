@@ -94,3 +94,7 @@ def test_cli_errors_are_one_clear_line(trained, tmp_path, capsys):
     assert "no 'publictest' split" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(folder), "--model", str(tmp_path / "missing.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(folder), "--model", str(ckpt), "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(folder), "--model", str(ckpt), "--device", "gpu0"]) == 2
+    assert "unknown device 'gpu0'" in capsys.readouterr().err

@@ -185,3 +185,15 @@ def test_in_memory_model_and_config(checkpoint):
 def test_tta_modes_are_checked_up_front(checkpoint):
     with pytest.raises(FerkitError, match="unknown TTA mode 'mirror'"):
         Recognizer(model=checkpoint, detector="haar", tta="mirror")
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(min_face=-1), "min_face must be 0 or more"),
+    (dict(batch_size=0), "batch_size at least 1"),
+    (dict(max_side=-480), "max_side 0 or more"),
+    (dict(crop_margin=-0.2), "crop_margin is the share of the face box"),
+    (dict(device="gpu"), "unknown device 'gpu'"),
+])
+def test_settings_are_checked_when_the_recognizer_is_built(checkpoint, setting, message):
+    with pytest.raises(FerkitError, match=message):
+        Recognizer(model=checkpoint, detector="haar", backend="torch", **setting)

@@ -185,7 +185,7 @@ def test_an_unknown_tta_is_refused_before_the_first_step(tmp_path, data, setting
     (dict(precision="half"), "unknown precision 'half'; choose one of auto, fp32, bf16, fp16"),
     (dict(schedule="linear"), "unknown schedule 'linear'"),
     (dict(optimizer="lion"), "unknown optimizer 'lion'"),
-    (dict(device="gpu"), "unknown --device 'gpu'"),
+    (dict(device="gpu"), "unknown device 'gpu'"),
     (dict(train_masks=["nose"]), "unknown occlusion mask 'nose'"),
 ])
 def test_settings_that_cannot_train_are_refused_before_the_data_is_read(tmp_path, setting, message):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ferkit.devices import resolve_device
 from ferkit.errors import ModelError
 from ferkit.labels import EMOTIONS
 from ferkit.paths import SHIPPED_MODELS, WEIGHTS_DIR, atomic_write
@@ -122,6 +123,7 @@ def load_checkpoint(spec: str | Path) -> dict[str, Any]:
 
 def load_model(spec: str | Path = "default", device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
     """Build the checkpoint's architecture, load its weights, put it in eval mode on ``device``."""
+    device = resolve_device(device)
     ckpt = load_checkpoint(spec)
     config = ModelConfig.from_dict(ckpt["config"])
     model = build_model(config)

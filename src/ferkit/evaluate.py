@@ -74,6 +74,8 @@ def evaluate(model_spec: str, data: str | FaceDataset, split: str = "publictest"
              occlusion: str | None = None, batch_size: int = 256, device: str = "cpu",
              progress: bool = False, exclude_leaks: bool = False) -> Evaluation:
     """Load ``model_spec`` (a checkpoint path or shipped name) and evaluate it on ``split`` of ``data``."""
+    if batch_size < 1:
+        raise FerkitError(f"--batch-size must be at least 1; got {batch_size}")
     model, config = load_model(model_spec, device=device)
     if isinstance(data, FaceDataset):
         dataset = data

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from ferkit.devices import resolve_device
 from ferkit.errors import FerkitError
 from ferkit.faces import (
     DEFAULT_MAX_SIDE, Detection, FaceDetector, create_detector, crop_faces, describe_detector,
@@ -119,18 +120,6 @@ class TorchClassifier:
         return classify(self.model, faces, self.config, tta=self.tta, batch_size=self.batch_size, device=self.device)
 
 
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return str(device)
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def resolve_backend(model: Any, backend: str = "auto", device: str = "auto") -> str:
     """"auto" runs .onnx files on ONNX Runtime, and shipped models too when onnxruntime is installed, the run is
     on CPU and the model's .onnx is shipped next to its .pt: that starts without importing torch (~0.5 s instead
@@ -198,6 +187,13 @@ class Recognizer:
                  backend: str = "auto", *, detector_model: str | Path | None = None, min_face: int = 20,
                  crop_margin: float | None = None, align: bool = True, tta: str | None = None,
                  batch_size: int = 64, max_side: int | None = DEFAULT_MAX_SIDE, download: bool = True):
+        # Checked here, once: a video loop or web handler would otherwise meet them on every frame.
+        if min_face < 0 or batch_size < 1 or (max_side is not None and max_side < 0):
+            raise FerkitError(f"min_face must be 0 or more, batch_size at least 1 and max_side 0 or more (0 or None: "
+                              f"detect at full size); got {min_face}, {batch_size}, {max_side}")
+        if crop_margin is not None and crop_margin < 0:
+            raise FerkitError(f"crop_margin is the share of the face box added on each side, 0 or more; "
+                              f"got {crop_margin}")
         if isinstance(detector, str):
             # Faces down to half the classification threshold are still found, so they can be reported.
             detector = create_detector(detector, model_path=detector_model, min_face=max(8, min_face // 2),

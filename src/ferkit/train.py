@@ -28,6 +28,7 @@ from ferkit import __version__
 from ferkit.augment import AugmentConfig, augment, mix_batch
 from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
+from ferkit.devices import resolve_device
 from ferkit.distill import Teacher, check_weight, distill_targets
 from ferkit.ema import EqualAverage, WeightAverage, check_decay, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
@@ -198,12 +199,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_swa(cfg.epochs, cfg.swa, cfg.ema)
     check_rho(cfg.sam)
     if cfg.device != "auto":
-        try:
-            device = torch.device(cfg.device)
-        except RuntimeError:
-            raise FerkitError(f"unknown --device {cfg.device!r}; use auto, cpu, cuda or cuda:N") from None
-        need(device.type != "cuda" or torch.cuda.is_available(),
-             f"--device {cfg.device}: no CUDA device is visible to torch; use --device cpu (or auto)")
+        resolve_device(cfg.device)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--min-face", type=int, default=20, metavar="PX",
                    help="faces smaller than this are reported without an emotion")
     p.add_argument("--max-side", type=int, default=480, metavar="PX",
-                   help="detect on images downscaled to this longer side (raise it for small faces in big photos)")
+                   help="detect on images downscaled to this longer side (raise it for small faces in big photos; "
+                        "0: full size)")
     p.add_argument("--crop-margin", type=float, default=None,
                    help="override the model's face-crop margin (fraction of the face box on each side)")
     p.add_argument("--tta", choices=TTA_MODES, default=None,
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             print(_summary(r))
     where = [f"CSV in {args.csv}"] if args.csv else []
     where += [f"annotated images in {args.save_annotated}"] if args.save_annotated and rec else []
-    print(f"ferkit predict: {_count(len(records), 'image')}, {_count(n_faces, 'face')}, {failed} unreadable"
+    print(f"ferkit predict: {_count(len(records), 'image')}, {_count(n_faces, 'face')}, {failed} failed"
           + (f"; {', '.join(where)}" if where else ""), file=sys.stderr)
     return 1 if failed == len(records) else 0
 
