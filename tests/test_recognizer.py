@@ -14,7 +14,7 @@ from PIL import Image
 from ferkit import Recognizer
 from ferkit.assets import sample_image_path
 from ferkit.checkpoint import ModelConfig, save_checkpoint
-from ferkit.errors import FerkitError, ModelError
+from ferkit.errors import DataError, FerkitError, ModelError
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
 from ferkit.recognizer import FaceResult
@@ -155,6 +155,14 @@ def test_one_recognizer_serves_many_threads(rec):
 def test_unreadable_input_raises_data_error(rec):
     with pytest.raises(FerkitError, match="not an image"):
         rec.predict(b"definitely not a jpeg")
+
+
+def test_an_empty_frame_and_an_unknown_colour_order_are_clear_errors(rec):
+    # An empty BGR frame (a video source that returned nothing) used to reach OpenCV and fail there.
+    with pytest.raises(DataError, match=r"got shape \(0, 0, 3\)"):
+        rec.predict(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(FerkitError, match="color must be 'bgr' or 'rgb'"):
+        rec.predict(np.zeros((8, 8, 3), np.uint8), color="bgra")
 
 
 def test_missing_shipped_model_is_a_clear_error(tmp_path, monkeypatch):

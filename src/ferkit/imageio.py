@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferkit.errors import DataError
+from ferkit.errors import DataError, FerkitError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
 def array_to_rgb(arr: np.ndarray, *, color: str = "bgr") -> np.ndarray:
     """A numpy image (H x W, H x W x 1/3/4; uint8, uint16 or float in [0, 1]) -> RGB uint8."""
     if color not in COLORS:
-        raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
+        raise FerkitError(f"color must be 'bgr' or 'rgb', got {color!r}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or 0 in arr.shape:

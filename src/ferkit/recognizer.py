@@ -293,7 +293,7 @@ def _prepare(image: ImageInput, color: str) -> tuple[np.ndarray, str]:
     """Decode to RGB, except that OpenCV frames (BGR uint8) go to the detector as they are: converting a
     640 x 480 frame to RGB and back costs more than classifying a face."""
     if (isinstance(image, np.ndarray) and color == "bgr" and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3 and image.flags.c_contiguous):
+            and image.shape[2] == 3 and image.size and image.flags.c_contiguous):  # empty: load_image refuses it
         return image, "bgr"
     return load_image(image, color=color), "rgb"
 
