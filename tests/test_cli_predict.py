@@ -108,6 +108,21 @@ def test_csv_and_annotated_images(capsys, folder, checkpoint, yunet_model, tmp_p
     assert sorted(p.name for p in annotated.iterdir()) == ["hopper.jpg", "sky.png"]
 
 
+def test_unwritable_outputs_are_refused_before_any_prediction(capsys, folder, checkpoint, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    predicted = []
+    monkeypatch.setattr("ferkit.recognizer.Recognizer.predict_decoded",
+                        lambda self, images: predicted.append(images) or [[] for _ in images])
+    args = (str(folder / "hopper.jpg"), "--model", str(checkpoint), "--detector", "haar")
+    # --csv is written last: without the up-front check every image was predicted and then nothing saved.
+    code, _, err = run(capsys, *args, "--csv", str(blocker / "faces.csv"))
+    assert code == 2 and f"--csv {blocker / 'faces.csv'}: cannot write into {blocker}" in err
+    code, _, err = run(capsys, *args, "--save-annotated", str(blocker / "annotated"))
+    assert code == 2 and "error: Not a directory" in err and "Traceback" not in err
+    assert predicted == []
+
+
 def test_plain_output_names_each_file(capsys, folder, checkpoint, yunet_model):
     _, out, _ = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), *common(checkpoint, yunet_model))
     lines = out.splitlines()

@@ -1,4 +1,4 @@
-"""Atomic writes: all or nothing, with ordinary file permissions."""
+"""Atomic writes: all or nothing, with ordinary file permissions; output paths checked before the work."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from ferkit.paths import atomic_write
+from ferkit.errors import FerkitError
+from ferkit.paths import atomic_write, check_writable
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -31,3 +32,11 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "w.pt").stat().st_mode) == 0o644
+
+
+def test_check_writable_accepts_missing_folders_and_refuses_a_file_in_the_way(tmp_path):
+    assert check_writable(tmp_path / "new" / "deeper" / "out.csv", "--csv") == tmp_path / "new" / "deeper" / "out.csv"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(FerkitError, match=r"--out .*a-file/sub/model.onnx: cannot write into .*a-file"):
+        check_writable(tmp_path / "a-file" / "sub" / "model.onnx", "--out")

@@ -25,6 +25,23 @@ def cache_dir(sub: str = "") -> Path:
     return path
 
 
+def check_writable(path: str | Path, flag: str) -> Path:
+    """Refuse an output ``path`` whose folder cannot be made or written before the work that fills it, not
+    after (a folder of predictions, an export)."""
+    from ferkit.errors import FerkitError
+
+    path = Path(path)
+    existing = path.absolute().parent
+    while not existing.exists():  # atomic_write makes the missing folders; the first existing one decides
+        existing = existing.parent
+    try:  # a real file, not os.access: root passes access checks on read-only and virtual file systems
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise FerkitError(f"{flag} {path}: cannot write into {existing} ({exc.strerror or exc})") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Write through a temporary file beside ``path`` that replaces it only when the block succeeds, so a

@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         # `ferkit ... --json | head`: the reader left; not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # The machine said no: an output folder that cannot be created, a full disk, no permission. Inputs are
+        # checked where they are read (FerkitError); this catches what happens on the way out. -v keeps the
+        # traceback for the rare OSError that is ferkit's own bug.
+        if args.verbose:
+            logging.getLogger("ferkit").exception("%s failed", args.command)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"ferkit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,12 +34,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ferkit.errors import FerkitError
+    from ferkit.paths import check_writable
 
     missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise FerkitError(f"ONNX export needs {' and '.join(missing)}: pip install 'ferkit[onnx]'")
     from ferkit.export import OnnxClassifier, export_onnx
 
+    if args.out:
+        check_writable(args.out, "--out")
     path = export_onnx(args.model, args.out, tta=args.tta, opset=args.opset, verify=not args.no_verify)
     clf = OnnxClassifier(path)
     checked = "" if args.no_verify else ", checked against PyTorch"

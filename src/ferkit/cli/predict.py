@@ -57,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from ferkit.errors import FerkitError
     from ferkit.imageio import IMAGE_SUFFIXES
     from ferkit.labels import EMOTIONS
+    from ferkit.paths import check_writable
     from ferkit.recognizer import Recognizer
 
     if args.batch_size < 1:
         raise FerkitError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.csv:
+        check_writable(args.csv, "--csv")  # written last: refuse it before the predictions, not after
     inputs = list(_expand(args.paths, args.recursive, IMAGE_SUFFIXES))
     if not inputs:
         raise FerkitError(f"no image files found in {', '.join(args.paths)}"
