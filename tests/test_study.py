@@ -179,6 +179,9 @@ def test_cells_are_redone_when_the_evaluation_changes(tmp_path, finished, base, 
     (dict(base=None), "--base CKPT .* or --train-base"),
     (dict(train_base=True), "not both"),
     (dict(extra=["full=x.pt"]), "taken"),
+    (dict(tta="mirror"), "unknown --tta 'mirror'"),
+    (dict(finetune_lr_scale=-1.0), "--lr-scale must be positive"),
+    (dict(eval_limit=-5), "--eval-limit 0 or more"),
 ])
 def test_bad_input_fails_clearly_before_any_work(tmp_path, base, data, kw, message):
     with pytest.raises(FerkitError, match=message):

@@ -56,6 +56,7 @@ from ferkit.errors import FerkitError
 from ferkit.evaluate import evaluate_model
 from ferkit.occlusion import MASKS
 from ferkit.train import RECIPES, TrainConfig, model_config_for, train
+from ferkit.views import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class StudyConfig:
             cfg.epochs = 1 if cfg.quick else 10
         if cfg.epochs < 1:
             raise FerkitError(f"--epochs must be at least 1, got {cfg.epochs}")
+        if cfg.finetune_lr_scale <= 0 or cfg.eval_limit < 0:
+            raise FerkitError(f"--lr-scale must be positive and --eval-limit 0 or more (0: the whole split); got "
+                              f"{cfg.finetune_lr_scale} and {cfg.eval_limit}")
+        check_tta(cfg.tta, "--tta")  # used only when evaluating, after the fine-tunes
         if cfg.quick:
             cfg.limit_steps = cfg.limit_steps or QUICK_STEPS
             cfg.eval_limit = cfg.eval_limit or QUICK_EVAL
