@@ -176,6 +176,7 @@ def test_an_unknown_tta_is_refused_before_the_first_step(tmp_path, data, setting
 
 
 @pytest.mark.parametrize("setting, message", [
+    (dict(model="resnet9"), "unknown model 'resnet9'"),
     (dict(epochs=0), "--epochs must be at least 1"),
     (dict(batch_size=0), "--batch-size must be at least 1"),
     (dict(lr=-1.0), "--lr must be 0 or more"),

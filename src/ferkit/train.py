@@ -33,9 +33,10 @@ from ferkit.distill import Teacher, check_weight, distill_targets
 from ferkit.ema import EqualAverage, WeightAverage, check_decay, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
 from ferkit.inference import iter_batches, view_logits
+from ferkit.models import get_entry
+from ferkit.occlusion import check_mask
 from ferkit.precision import autocast_dtype, mixed_precision
 from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
-from ferkit.occlusion import check_mask
 from ferkit.sam import SharpnessAware, check_rho, frozen_batchnorm_statistics
 from ferkit.views import check_tta
 
@@ -170,6 +171,7 @@ def check_config(cfg: TrainConfig) -> None:
         if not ok:
             raise FerkitError(message)
 
+    get_entry(cfg.model)  # an unknown architecture, before minutes of decoding a new dataset
     need(cfg.epochs >= 1, f"--epochs must be at least 1; got {cfg.epochs}")
     need(cfg.batch_size >= 1, f"--batch-size must be at least 1; got {cfg.batch_size}")
     need(cfg.lr >= 0, f"--lr must be 0 or more; got {cfg.lr}")
