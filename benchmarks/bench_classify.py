@@ -27,8 +27,8 @@ def main() -> None:
 
     import torch
 
-    from ferkit.export import load_onnx_classifier
-    from ferkit.recognizer import TorchClassifier
+    from ferkit.inference.onnx_backend import load_onnx_classifier
+    from ferkit.inference.torch_backend import TorchClassifier
 
     rows = []
     for name in args.models.split(","):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ferkit.explain import default_patch, gradcam, occlusion_sensitivity, saliency, smoothgrad
+from ferkit.analysis.explain import default_patch, gradcam, occlusion_sensitivity, saliency, smoothgrad
 
 
 def best_seconds(fn: Callable[[], object], repeats: int, min_time: float = 0.3) -> float:
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    from ferkit.checkpoint import load_model
+    from ferkit.models.checkpoint import load_model
     from ferkit.errors import ModelError
     from ferkit.models import create_model, get_entry
 

@@ -63,7 +63,7 @@ def bench_ferkit(args, frames: Path, model: str, onnx_path: str) -> list[dict]:
     import torch
 
     from ferkit import Recognizer
-    from ferkit.export import OnnxClassifier
+    from ferkit.inference.onnx_backend import OnnxClassifier
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -151,7 +151,7 @@ def main() -> None:
         tmp = Path(tmp)
         make_frames(args.photos, tmp)
         model, label = resolve_model(args, tmp)
-        from ferkit.export import export_onnx
+        from ferkit.inference.export import export_onnx
 
         onnx_path = str(export_onnx(model, tmp / "model.onnx"))
         rows = bench_ferkit(args, tmp, model, onnx_path)
@@ -168,14 +168,14 @@ def main() -> None:
 
 
 def resolve_model(args, tmp: Path) -> tuple[str, str]:
-    from ferkit.checkpoint import WEIGHTS_DIR
+    from ferkit.models.checkpoint import WEIGHTS_DIR
 
     spec = args.model or "default"
     if args.model or (WEIGHTS_DIR / "default.pt").exists():
         return spec, spec
     import torch
 
-    from ferkit.checkpoint import ModelConfig, save_checkpoint
+    from ferkit.models.checkpoint import ModelConfig, save_checkpoint
     from ferkit.models import create_model
 
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py --data ../shared/data/fer2013.zip [--models fernet,fernet_s,baseline_cnn]
         [--precisions fp32,bf16] [--compare fernet,baseline_cnn] [--steps 30] [--input-size 40]
 
-Part 1 times `ferkit.train.run` for a fixed number of steps per model and precision (images/s and the share
+Part 1 times `ferkit.training.loop.run` for a fixed number of steps per model and precision (images/s and the share
 of step time spent outside forward/backward). Part 2 compares, on the same model, ferkit's in-memory batched
 pipeline with the loop people usually write: a torch DataLoader over JPEG files decoded by PIL with
 torchvision-style per-image transforms each epoch (written here with PIL + numpy since torchvision is not
@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from ferkit.augment import AugmentConfig
+from ferkit.transforms.augment import AugmentConfig
 from ferkit.data import load_dataset
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
-from ferkit.train import TrainConfig, run
+from ferkit.training.loop import TrainConfig, run
 
 
 def ferkit_throughput(ds, model: str, precision: str, steps: int, input_size: int, batch_size: int) -> dict:

@@ -63,10 +63,10 @@ def main() -> None:
     from sklearn.metrics import f1_score
     from tqdm import tqdm
 
-    from ferkit.checkpoint import load_model
+    from ferkit.models.checkpoint import load_model
     from ferkit.data import load_dataset
-    from ferkit.inference import iter_batches
-    from ferkit.preprocess import faces_to_tensor
+    from ferkit.batching import iter_batches
+    from ferkit.transforms.preprocess import faces_to_tensor
 
     torch.set_num_threads(args.threads)
     model, cfg = load_model(args.model)

@@ -102,8 +102,8 @@ def learnable_dataset(n_train: int = 280, n_val: int = 70, size: int = 48, seed:
 
 def tiny_config(tmp_path: Path, **kw):
     """A TrainConfig for the 24 px baseline CNN on learnable_dataset: a few seconds per run, no augmentation."""
-    from ferkit.augment import AugmentConfig
-    from ferkit.train import TrainConfig
+    from ferkit.transforms.augment import AugmentConfig
+    from ferkit.training.loop import TrainConfig
 
     base = dict(model="baseline_cnn", input_size=24, epochs=3, batch_size=16, lr=0.02, schedule="cosine",
                 warmup_epochs=0, out=str(tmp_path / "run"), progress=False, threads=1,

@@ -1,7 +1,7 @@
 """Batched augmentation: each operation does what it says, reproducibly, per image."""
 import torch
 
-from ferkit.augment import AugmentConfig, augment, mix_batch, random_affine, random_erase
+from ferkit.transforms.augment import AugmentConfig, augment, mix_batch, random_affine, random_erase
 
 NONE = AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0)
 

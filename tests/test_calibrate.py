@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ferkit.calibrate import fit_temperature, rescale
-from ferkit.metrics import expected_calibration_error
+from ferkit.evaluation.calibrate import fit_temperature, rescale
+from ferkit.evaluation.metrics import expected_calibration_error
 
 
 def test_recovers_the_temperature_that_generated_the_labels():

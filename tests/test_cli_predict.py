@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ferkit.assets import sample_image_path
-from ferkit.checkpoint import ModelConfig, save_checkpoint
+from ferkit.models.checkpoint import ModelConfig, save_checkpoint
 from ferkit.cli import main
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
@@ -112,7 +112,7 @@ def test_unwritable_outputs_are_refused_before_any_prediction(capsys, folder, ch
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     predicted = []
-    monkeypatch.setattr("ferkit.recognizer.Recognizer.predict_decoded",
+    monkeypatch.setattr("ferkit.inference.recognizer.Recognizer.predict_decoded",
                         lambda self, images: predicted.append(images) or [[] for _ in images])
     args = (str(folder / "hopper.jpg"), "--model", str(checkpoint), "--detector", "haar")
     # --csv is written last: without the up-front check every image was predicted and then nothing saved.

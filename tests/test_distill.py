@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import load_model, save_checkpoint
-from ferkit.distill import Teacher, distill_targets
+from ferkit.models.checkpoint import load_model, save_checkpoint
+from ferkit.training.distill import Teacher, distill_targets
 from ferkit.errors import FerkitError
-from ferkit.inference import classify
-from ferkit.preprocess import faces_to_tensor
-from ferkit.train import train
+from ferkit.inference.torch_backend import classify
+from ferkit.transforms.preprocess import faces_to_tensor
+from ferkit.training.loop import train
 from synthetic import learnable_dataset
 from test_train import tiny
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import ModelConfig, load_checkpoint, load_model, save_checkpoint
+from ferkit.models.checkpoint import ModelConfig, load_checkpoint, load_model, save_checkpoint
 from ferkit.cli import main
-from ferkit.ensemble import combine_checkpoints
+from ferkit.models.ensemble import combine_checkpoints
 from ferkit.errors import ModelError
-from ferkit.inference import classify
+from ferkit.inference.torch_backend import classify
 from ferkit.models import create_model
 
 
@@ -86,7 +86,8 @@ def test_cli_writes_an_ensemble_that_exports_to_onnx(members, faces, tmp_path, c
     out = tmp_path / "ens.pt"
     assert main(["ensemble", *map(str, members), "--out", str(out), "--tta", "none"]) == 0
     assert "2 members" in capsys.readouterr().err
-    from ferkit.export import OnnxClassifier, export_onnx
+    from ferkit.inference.export import export_onnx
+    from ferkit.inference.onnx_backend import OnnxClassifier
 
     onnx_path = export_onnx(out, tmp_path / "ens.onnx")
     p_onnx = OnnxClassifier(onnx_path).predict_proba(faces)

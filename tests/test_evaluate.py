@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from ferkit.augment import AugmentConfig
-from ferkit.checkpoint import ModelConfig, load_model, save_checkpoint
+from ferkit.transforms.augment import AugmentConfig
+from ferkit.models.checkpoint import ModelConfig, load_model, save_checkpoint
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.evaluate import evaluate, evaluate_model, occlude_faces, without_train_copies, write_reports
+from ferkit.evaluation.evaluate import evaluate, evaluate_model, occlude_faces, without_train_copies, write_reports
 from ferkit.models import create_model
-from ferkit.train import TrainConfig, train
+from ferkit.training.loop import TrainConfig, train
 from synthetic import learnable_dataset, standard_items, write_folder
 
 CONTRACT = {"n", "labels", "accuracy", "macro_f1", "weighted_f1", "weighted_auc", "micro_auc", "macro_auc",

@@ -12,9 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from ferkit.checkpoint import ModelConfig, save_checkpoint
+from ferkit.models.checkpoint import ModelConfig, save_checkpoint
 from ferkit.errors import FerkitError
-from ferkit.explain import (
+from ferkit.analysis.explain import (
     METHODS, default_layer, explain, explain_tensor, feature_maps, gradcam, heat_shares, occlusion_sensitivity,
     saliency, smoothgrad, spatial_layers,
 )

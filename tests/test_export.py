@@ -14,11 +14,12 @@ import torch
 
 from ferkit import Recognizer
 from ferkit.assets import sample_image_path
-from ferkit.checkpoint import ModelConfig, load_model, save_checkpoint
+from ferkit.models.checkpoint import ModelConfig, load_model, save_checkpoint
 from ferkit.cli import main
 from ferkit.errors import ModelError
-from ferkit.export import OnnxClassifier, export_onnx, load_onnx_classifier
-from ferkit.inference import classify
+from ferkit.inference.export import export_onnx
+from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier
+from ferkit.inference.torch_backend import classify
 from ferkit.models import create_model
 
 
@@ -105,7 +106,7 @@ def test_recognizer_backends_agree_end_to_end(checkpoint, onnx_file, yunet_model
 def test_checkpoints_are_exported_once_into_the_cache(checkpoint, monkeypatch):
     first = load_onnx_classifier(checkpoint)
     assert first.path.parent.name == "onnx" and first.tta == "flip"
-    monkeypatch.setattr("ferkit.export.export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    monkeypatch.setattr("ferkit.inference.export.export_onnx", lambda *a, **k: pytest.fail("exported twice"))
     assert load_onnx_classifier(checkpoint).path == first.path
 
 
@@ -130,19 +131,19 @@ def test_torch_backend_refuses_onnx_files(onnx_file):
 
 
 def test_auto_backend_runs_onnx_where_a_ready_file_exists(onnx_file, checkpoint, tmp_path, monkeypatch):
-    import ferkit.export
-    import ferkit.recognizer
+    import ferkit.inference.classifier
+    import ferkit.inference.onnx_backend
 
     assert Recognizer(model=onnx_file, detector="haar").backend == "onnx"
     assert Recognizer(model=checkpoint, detector="haar").backend == "torch"
     assert Recognizer(model=onnx_file, detector="haar", device="cuda").classifier.backend == "onnx"
     # A shipped model name goes to ONNX Runtime only when its .onnx is shipped next to its .pt.
     (tmp_path / "mine.onnx").write_bytes(onnx_file.read_bytes())
-    monkeypatch.setattr(ferkit.recognizer, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(ferkit.export, "WEIGHTS_DIR", tmp_path)
-    assert ferkit.recognizer.resolve_backend("mine") == "onnx"
-    assert ferkit.recognizer.resolve_backend("mine", device="cuda") == "torch"
-    assert ferkit.recognizer.resolve_backend("other") == "torch"
+    monkeypatch.setattr(ferkit.inference.classifier, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(ferkit.inference.onnx_backend, "WEIGHTS_DIR", tmp_path)
+    assert ferkit.inference.classifier.resolve_backend("mine") == "onnx"
+    assert ferkit.inference.classifier.resolve_backend("mine", device="cuda") == "torch"
+    assert ferkit.inference.classifier.resolve_backend("other") == "torch"
     assert Recognizer(model="mine", detector="haar").backend == "onnx"
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ferkit.errors import DataError
-from ferkit.imageio import array_to_rgb, decode_bytes, load_image
+from ferkit.inference.imageio import array_to_rgb, decode_bytes, load_image
 
 
 def encode(im: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ferkit.metrics import compute_metrics, expected_calibration_error
+from ferkit.evaluation.metrics import compute_metrics, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 

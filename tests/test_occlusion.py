@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import ModelConfig
+from ferkit.models.checkpoint import ModelConfig
 from ferkit.errors import FerkitError
-from ferkit.occlusion import (
+from ferkit.transforms.occlusion import (
     MASKS, apply_mask, black_fill, landmark_region, mouth_from_landmarks, random_occlusion, random_regions, region,
 )
-from ferkit.preprocess import normalize
+from ferkit.transforms.preprocess import normalize
 
 SIZES = [(48, 48), (7, 9), (9, 7), (5, 5), (1, 3)]
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ferkit import precision
+from ferkit.training import precision
 
 CPU = torch.device("cpu")
 

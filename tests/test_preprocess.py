@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import ModelConfig
-from ferkit.inference import tta_views
-from ferkit.preprocess import centre_crop, faces_to_tensor, to_input
+from ferkit.models.checkpoint import ModelConfig
+from ferkit.transforms.views import tta_views
+from ferkit.transforms.preprocess import centre_crop, faces_to_tensor, to_input
 
 
 def test_face_crop_takes_the_native_centre_without_resampling():
@@ -57,7 +57,7 @@ def test_unknown_tta_modes_are_refused(mode):
 @pytest.mark.parametrize("share", [0.0, 1.2])
 def test_training_refuses_a_face_crop_outside_zero_to_one(share):
     from ferkit.errors import FerkitError
-    from ferkit.train import TrainConfig, check_config
+    from ferkit.training.loop import TrainConfig, check_config
 
     with pytest.raises(FerkitError, match="--face-crop"):
         check_config(TrainConfig(face_crop=share))

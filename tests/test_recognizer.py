@@ -13,11 +13,11 @@ from PIL import Image
 
 from ferkit import Recognizer
 from ferkit.assets import sample_image_path
-from ferkit.checkpoint import ModelConfig, save_checkpoint
+from ferkit.models.checkpoint import ModelConfig, save_checkpoint
 from ferkit.errors import DataError, FerkitError, ModelError
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
-from ferkit.recognizer import FaceResult
+from ferkit.inference.results import FaceResult
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,8 @@ def test_crop_margin_comes_from_the_checkpoint_and_can_be_overridden(checkpoint,
 
 def test_faces_are_cropped_so_the_model_sees_the_centre_it_was_trained_on(tmp_path, yunet_model):
     # A model trained on the centre 40 of 48 px gets 48 px crops, centre-cropped to 40 at native resolution.
-    from ferkit.faces import crop_faces
-    from ferkit.imageio import load_image
+    from ferkit.inference.align import crop_faces
+    from ferkit.inference.imageio import load_image
 
     torch.manual_seed(0)
     path = tmp_path / "centre.pt"
@@ -166,12 +166,12 @@ def test_an_empty_frame_and_an_unknown_colour_order_are_clear_errors(rec):
 
 
 def test_missing_shipped_model_is_a_clear_error(tmp_path, monkeypatch):
-    import ferkit.checkpoint
-    import ferkit.recognizer
+    import ferkit.inference.classifier
+    import ferkit.models.checkpoint
 
     # An installation without its weights folder (a broken or partial install).
-    monkeypatch.setattr(ferkit.checkpoint, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(ferkit.recognizer, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(ferkit.models.checkpoint, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(ferkit.inference.classifier, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(ModelError, match="shipped model 'default' is not in this installation"):
         Recognizer(detector="haar")
 
@@ -182,7 +182,7 @@ def test_unknown_backend(checkpoint):
 
 
 def test_in_memory_model_and_config(checkpoint):
-    from ferkit.checkpoint import load_model
+    from ferkit.models.checkpoint import load_model
 
     model, config = load_model(checkpoint)
     a = Recognizer(model=(model, config), detector="haar", device="cpu").predict(sample_image_path())

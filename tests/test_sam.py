@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ferkit.checkpoint import load_checkpoint
+from ferkit.models.checkpoint import load_checkpoint
 from ferkit.errors import FerkitError
-from ferkit.sam import SharpnessAware, frozen_batchnorm_statistics
-from ferkit.train import train
+from ferkit.training.sam import SharpnessAware, frozen_batchnorm_statistics
+from ferkit.training.loop import train
 from synthetic import learnable_dataset, tiny_config as tiny
 
 

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, load_checkpoint, load_model
-from ferkit.export import OnnxClassifier
-from ferkit.inference import classify
+from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, load_checkpoint, load_model
+from ferkit.inference.onnx_backend import OnnxClassifier
+from ferkit.inference.torch_backend import classify
 
 SHIPPED = [name for name in SHIPPED_MODELS if (WEIGHTS_DIR / f"{name}.pt").is_file()]
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped weights in this tree")

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ferkit.study as study
-import ferkit.train as trainer
-from ferkit.augment import AugmentConfig
-from ferkit.checkpoint import load_model
+import ferkit.analysis.study as study
+import ferkit.training.loop as trainer
+from ferkit.transforms.augment import AugmentConfig
+from ferkit.models.checkpoint import load_model
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.evaluate import evaluate_model
-from ferkit.occlusion import MASKS
-from ferkit.study import METRICS, StudyConfig, run_study
-from ferkit.train import TrainConfig, train
+from ferkit.evaluation.evaluate import evaluate_model
+from ferkit.transforms.occlusion import MASKS
+from ferkit.analysis.study import METRICS, StudyConfig, run_study
+from ferkit.training.loop import TrainConfig, train
 from synthetic import learnable_dataset, standard_items, write_folder
 
 NO_AUG = AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.augment import AugmentConfig
-from ferkit.checkpoint import load_checkpoint, load_model
+from ferkit.transforms.augment import AugmentConfig
+from ferkit.models.checkpoint import load_checkpoint, load_model
 from ferkit.errors import FerkitError
-from ferkit.train import (RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order,
+from ferkit.training.loop import (RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order,
                           lr_factor, train)
 from synthetic import learnable_dataset, tiny_config as tiny
 
@@ -45,7 +45,7 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, data):
 
 def test_curves_are_redrawn_at_most_every_30_s_and_at_the_end(tmp_path, data, monkeypatch):
     # Plotting costs a tenth of a GPU epoch; metrics.csv is still written every epoch.
-    import ferkit.train as trainer
+    import ferkit.training.loop as trainer
 
     real_write, plots = trainer.write_history, []
 
@@ -68,7 +68,7 @@ def test_resume_after_interruption_gives_bit_identical_weights(tmp_path, data, m
     full = tiny(tmp_path / "a", **kw)
     train(full, data)
 
-    import ferkit.train as trainer
+    import ferkit.training.loop as trainer
 
     real_write = trainer.write_history
 
@@ -202,8 +202,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     script.write_text(
         "import sys; sys.path.insert(0, %r)\n"
         "from synthetic import learnable_dataset, tiny_config as tiny\n"
-        "from ferkit.augment import AugmentConfig\n"
-        "from ferkit.train import TrainConfig, train\n"
+        "from ferkit.transforms.augment import AugmentConfig\n"
+        "from ferkit.training.loop import TrainConfig, train\n"
         "cfg = TrainConfig(model='baseline_cnn', input_size=24, epochs=2, batch_size=16, lr=0.02,\n"
         "    out=%r, progress=False, threads=1, augment=AugmentConfig(erase=0.2))\n"
         "print(train(cfg, learnable_dataset(224, 70, 24)))\n" % (str(Path(__file__).parent), str(tmp_path / "ddp"))

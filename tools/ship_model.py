@@ -16,13 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from ferkit.calibrate import fit_temperature, rescale
-from ferkit.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from ferkit.evaluation.calibrate import fit_temperature, rescale
+from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from ferkit.data import load_dataset
-from ferkit.evaluate import evaluate_model
-from ferkit.export import export_onnx
-from ferkit.inference import TTA_MODES
-from ferkit.metrics import expected_calibration_error
+from ferkit.evaluation.evaluate import evaluate_model
+from ferkit.inference.export import export_onnx
+from ferkit.inference.torch_backend import TTA_MODES
+from ferkit.evaluation.metrics import expected_calibration_error
 
 
 def main() -> None:

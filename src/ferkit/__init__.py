@@ -11,7 +11,7 @@ __all__ = ["Recognizer", "FerkitError", "__version__"]
 
 def __getattr__(name: str):
     if name == "Recognizer":
-        from ferkit.recognizer import Recognizer
+        from ferkit.inference.recognizer import Recognizer
 
         return Recognizer
     if name == "FerkitError":

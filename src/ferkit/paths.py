@@ -1,8 +1,9 @@
-"""Where ferkit keeps its cache (decoded datasets, downloaded detector models): $FERKIT_CACHE_DIR, else
-$XDG_CACHE_HOME/ferkit, else ~/.cache/ferkit."""
+"""Files: where ferkit keeps its cache (decoded datasets, downloaded detector models: $FERKIT_CACHE_DIR, else
+$XDG_CACHE_HOME/ferkit, else ~/.cache/ferkit), where the shipped weights are, atomic writes and file hashes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -60,3 +61,12 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MB chunks (checkpoints, downloads, cache keys)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ferkit.views import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -29,7 +29,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ferkit.ensemble import combine_checkpoints
+    from ferkit.models.ensemble import combine_checkpoints
 
     path = combine_checkpoints(args.members, args.out, tta=args.tta, half=args.half)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {len(args.members)} members)", file=sys.stderr)

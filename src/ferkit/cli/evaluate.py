@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ferkit.paths import SHIPPED_MODELS
-from ferkit.views import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ferkit.evaluate import evaluate, format_report, write_reports
+    from ferkit.evaluation.evaluate import evaluate, format_report, write_reports
 
     result = evaluate(args.model, args.data, args.split, tta=args.tta, occlusion=args.occlusion,
                       batch_size=args.batch_size, device=args.device, progress=not args.json,

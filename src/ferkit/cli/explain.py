@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ferkit.errors import FerkitError
-    from ferkit.explain import check_method
+    from ferkit.analysis.explain import check_method
 
     if bool(args.inputs) == bool(args.dataset):
         raise FerkitError("give image files/folders or --dataset PATH (one of the two)")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise FerkitError(f"--limit must be 0 (all) or a positive number of faces per emotion, got {args.limit}")
 
-    from ferkit.checkpoint import load_model
+    from ferkit.models.checkpoint import load_model
 
     model, config = load_model(args.model, device=args.device)
     _check_options(model, config, methods, args)
@@ -78,7 +78,7 @@ def _check_options(model, config, methods: list[str], args: argparse.Namespace) 
     import torch
 
     from ferkit.errors import FerkitError
-    from ferkit.explain import feature_maps, resolve_target
+    from ferkit.analysis.explain import feature_maps, resolve_target
 
     if args.target is not None:
         resolve_target(args.target, torch.zeros(1, config.num_classes), config.labels)
@@ -93,7 +93,7 @@ def _check_options(model, config, methods: list[str], args: argparse.Namespace) 
 # ------------------------------------------------------------------------------------------- images
 def _image_files(inputs: list[str]) -> list[Path]:
     from ferkit.errors import FerkitError
-    from ferkit.imageio import IMAGE_SUFFIXES
+    from ferkit.inference.imageio import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for item in inputs:
@@ -113,12 +113,12 @@ def _face_finder(args: argparse.Namespace, config):
     """image (H x W x 3 RGB uint8) -> list of faces {box, score, landmarks, crop, display}.
 
     The one place `ferkit explain` touches face detection. It makes the crops exactly as the Recognizer does
-    (``ferkit.faces``: detector by name, aligned crop of the model's ``crop_size`` with its ``crop_margin``,
+    (``ferkit.inference.detectors``: detector by name, aligned crop of the model's ``crop_size`` with its ``crop_margin``,
     faces under ``MIN_FACE`` pixels skipped), so a map explains the prediction `ferkit predict` reports;
     ``display`` is the part of the crop the model sees (its centre ``face_crop``), at a resolution fit for
     the overlay.
     """
-    from ferkit.views import centre_window
+    from ferkit.transforms.views import centre_window
 
     def seen(display):
         rows, cols = centre_window(display.shape[0], display.shape[1], config.face_crop)
@@ -131,7 +131,8 @@ def _face_finder(args: argparse.Namespace, config):
                      "display": seen(image)}]
         return whole
 
-    from ferkit.faces import create_detector, crop_faces
+    from ferkit.inference.align import crop_faces
+    from ferkit.inference.detectors import create_detector
 
     detector = create_detector(args.detector, min_face=MIN_FACE // 2)
     size = config.crop_size
@@ -158,8 +159,8 @@ def _run_images(model, config, methods: list[str], args: argparse.Namespace) -> 
     import numpy as np
 
     from ferkit.errors import FerkitError
-    from ferkit.explain import explain
-    from ferkit.imageio import load_image
+    from ferkit.analysis.explain import explain
+    from ferkit.inference.imageio import load_image
     from ferkit.plots.explain import save_feature_grid, save_overlay
 
     files = _image_files(args.inputs)
@@ -241,9 +242,9 @@ def _run_dataset(model, config, methods: list[str], args: argparse.Namespace) ->
 
     from ferkit.data import load_dataset
     from ferkit.errors import FerkitError
-    from ferkit.explain import explain, heat_shares
+    from ferkit.analysis.explain import explain, heat_shares
     from ferkit.plots.explain import save_summary_grid
-    from ferkit.preprocess import centre_crop, match_channels, uint8_to_nchw
+    from ferkit.transforms.preprocess import centre_crop, match_channels, uint8_to_nchw
 
     ds = load_dataset(args.dataset).split(args.split)
     labels = list(config.labels)

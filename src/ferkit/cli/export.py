@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ferkit.paths import SHIPPED_MODELS
-from ferkit.views import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise FerkitError(f"ONNX export needs {' and '.join(missing)}: pip install 'ferkit[onnx]'")
-    from ferkit.export import OnnxClassifier, export_onnx
+    from ferkit.inference.export import export_onnx
+    from ferkit.inference.onnx_backend import OnnxClassifier
 
     if args.out:
         check_writable(args.out, "--out")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ferkit.views import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 
 
 def register(sub) -> None:
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ferkit.errors import FerkitError
-    from ferkit.imageio import IMAGE_SUFFIXES
+    from ferkit.inference.imageio import IMAGE_SUFFIXES
     from ferkit.labels import EMOTIONS
     from ferkit.paths import check_writable
-    from ferkit.recognizer import Recognizer
+    from ferkit.inference.recognizer import Recognizer
 
     if args.batch_size < 1:
         raise FerkitError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -111,7 +111,7 @@ def _predict_all(rec, inputs: list, args: argparse.Namespace) -> list[dict]:
     from tqdm import tqdm
 
     from ferkit.errors import DataError
-    from ferkit.imageio import load_image
+    from ferkit.inference.imageio import load_image
 
     annotated_dir = Path(args.save_annotated) if args.save_annotated else None
     if annotated_dir:

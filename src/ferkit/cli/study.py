@@ -1,4 +1,4 @@
-"""`ferkit study`: the trained-on x evaluated-on occlusion table (see ferkit.study for the full command)."""
+"""`ferkit study`: the trained-on x evaluated-on occlusion table (see ferkit.analysis.study for the full command)."""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from ferkit.study import DEFAULT_EVALUATE, DEFAULT_FINETUNE, StudyConfig, format_table, run_study
+    from ferkit.analysis.study import DEFAULT_EVALUATE, DEFAULT_FINETUNE, StudyConfig, format_table, run_study
 
     cfg = StudyConfig(
         data=args.data, out=args.out, base=args.base, train_base=args.train_base, model=args.model,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ferkit.views import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 
 # Flags that map one-to-one onto TrainConfig fields: (flag, type, help).
 _FIELDS = [
@@ -88,7 +88,7 @@ def build_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from ferkit.errors import FerkitError
-    from ferkit.train import RECIPES, TrainConfig
+    from ferkit.training.loop import RECIPES, TrainConfig
 
     values: dict = {}
     if args.recipe:
@@ -119,7 +119,7 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ferkit.train import train
+    from ferkit.training.loop import train
 
     summary = train(build_config(args))
     if args.json:

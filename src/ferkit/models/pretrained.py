@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ferkit.checkpoint import load_state_dict_checked
+from ferkit.models.checkpoint import load_state_dict_checked
 from ferkit.errors import ModelError
 
 log = logging.getLogger(__name__)

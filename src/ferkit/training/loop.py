@@ -25,20 +25,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ferkit import __version__
-from ferkit.augment import AugmentConfig, augment, mix_batch
-from ferkit.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
+from ferkit.transforms.augment import AugmentConfig, augment, mix_batch
+from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.devices import resolve_device
-from ferkit.distill import Teacher, check_weight, distill_targets
-from ferkit.ema import EqualAverage, WeightAverage, check_decay, check_swa, recompute_batchnorm
+from ferkit.training.distill import Teacher, check_weight, distill_targets
+from ferkit.training.averaging import EqualAverage, WeightAverage, check_decay, check_swa, recompute_batchnorm
 from ferkit.errors import FerkitError
-from ferkit.inference import iter_batches, view_logits
+from ferkit.batching import iter_batches
+from ferkit.inference.torch_backend import view_logits
 from ferkit.models import get_entry
-from ferkit.occlusion import check_mask
-from ferkit.precision import autocast_dtype, mixed_precision
-from ferkit.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
-from ferkit.sam import SharpnessAware, check_rho, frozen_batchnorm_statistics
-from ferkit.views import check_tta
+from ferkit.transforms.occlusion import check_mask
+from ferkit.training.precision import autocast_dtype, mixed_precision
+from ferkit.transforms.preprocess import faces_to_tensor, match_channels, normalize, to_input, uint8_to_nchw
+from ferkit.training.sam import SharpnessAware, check_rho, frozen_batchnorm_statistics
+from ferkit.transforms.views import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ class TrainConfig:
     val_split: str = "publictest"
     pretrained: str | None = None  # ImageNet state dict file (torchvision names)
     finetune: str | None = None  # ferkit checkpoint to start from
-    teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.distill)
+    teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.training.distill)
     distill: float = 0.5  # the teacher's share of each training target
     teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
     ema: float = 0.0  # decay per step of an average of the weights that best.pt then holds (0: off)
     swa: int = 0  # average the weights of the last N epochs' ends equally (best.pt holds the average; 0: off)
-    sam: float = 0.0  # sharpness-aware minimisation radius rho (ferkit.sam; 0: off, doubles the cost of a step)
+    sam: float = 0.0  # sharpness-aware minimisation radius rho (ferkit.training.sam; 0: off, doubles the cost of a step)
     freeze: int = 0  # freeze the first N blocks (batch norm stays trainable)
     folds: int = 0
     drop: list[str] = field(default_factory=list)  # quality filters: duplicates, leaks, blanks
@@ -301,7 +302,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, class_weight
 
 def apply_occlusion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Hide face regions (pixel units, before normalisation) for occlusion fine-tuning and robust training."""
-    from ferkit.occlusion import apply_mask, random_occlusion
+    from ferkit.transforms.occlusion import apply_mask, random_occlusion
 
     if cfg.train_masks:
         n = x.shape[0]
@@ -611,7 +612,7 @@ def clean_batches(ds: FaceDataset, mcfg: ModelConfig, device: torch.device, batc
 def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: torch.device, tta: str = "none",
              prefix: str = "val", batch_size: int = 256) -> dict[str, float]:
     """Loss and accuracy without TTA and, when ``tta`` is set, accuracy under it, from one forward pass over
-    the TTA views, preprocessed exactly as inference (ferkit.inference.classify) does."""
+    the TTA views, preprocessed exactly as inference (ferkit.inference.torch_backend.classify) does."""
     model.eval()
     y = val_ds.labels
     plain = np.empty((len(y), mcfg.num_classes), dtype=np.float32)

@@ -1,6 +1,6 @@
 """Occlusion studies: fine-tune one copy of a model per mask, evaluate every model under every mask.
 
-This reproduces the trained-on x evaluated-on table of issue 6: a base model trained on full faces, one
+This reproduces the trained-on x evaluated-on table of the published occlusion studies on FER2013: a base model trained on full faces, one
 fine-tuned copy per mask (each on full faces plus faces with that region hidden), and every model evaluated
 on the test set with each region hidden. Optional extra rows (``extra``, e.g. a model trained with random
 occlusion) are evaluated the same way without fine-tuning.
@@ -26,7 +26,7 @@ Layout of ``OUT``::
 
 Choices worth knowing (each has a why):
 
-* Fine-tune recipe (issue 6): the base's optimiser, weight decay 5e-4. The learning rate is the base's peak
+* Fine-tune recipe (as in those studies): the base's optimiser, weight decay 5e-4. The learning rate is the base's peak
   rate times ``finetune_lr_scale`` (0.1) on a cosine schedule without warm-up: restarting the base's
   one-cycle peak would first undo much of what the base learned.
 * Fine-tunes keep their *last* checkpoint, not the best: the trainer selects ``best.pt`` on full-face
@@ -50,13 +50,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferkit.checkpoint import ModelConfig, load_checkpoint, load_model, resolve_checkpoint
+from ferkit.models.checkpoint import ModelConfig, load_checkpoint, load_model, resolve_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.errors import FerkitError
-from ferkit.evaluate import evaluate_model
-from ferkit.occlusion import MASKS
-from ferkit.train import RECIPES, TrainConfig, model_config_for, train
-from ferkit.views import check_tta
+from ferkit.evaluation.evaluate import evaluate_model
+from ferkit.transforms.occlusion import MASKS
+from ferkit.training.loop import RECIPES, TrainConfig, model_config_for, train
+from ferkit.transforms.views import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ METRICS: dict[str, str] = {
 }
 DEFAULT_FINETUNE: tuple[str, ...] = ("upper", "lower", "right", "left")
 DEFAULT_EVALUATE: tuple[str, ...] = ("full", "upper", "lower", "right", "left")
-FINETUNE_WEIGHT_DECAY = 5e-4  # issue 6's fine-tune recipe
+FINETUNE_WEIGHT_DECAY = 5e-4  # the published studies' fine-tune recipe
 QUICK_STEPS = 20  # --quick: training steps per epoch
 QUICK_EVAL = 500  # --quick: evaluation images per cell
 # Relative cost of one training image (forward + backward) against one evaluation image (forward only); the
@@ -218,7 +218,7 @@ def base_train_config(checkpoint: str | Path, recipe: str) -> TrainConfig:
 
 def finetune_config(cfg: StudyConfig, base: TrainConfig, mcfg: ModelConfig, base_ckpt: str, mask: str,
                     out: Path) -> TrainConfig:
-    """Issue 6's recipe: the base's optimiser and data pipeline, weight decay 5e-4, full + ``mask`` faces."""
+    """The studies' fine-tune recipe: the base's optimiser and data pipeline, weight decay 5e-4, full + ``mask`` faces."""
     values = base.to_dict()
     values.update(
         # The model must be the base's exactly, whatever its training config said.

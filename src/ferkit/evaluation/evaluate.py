@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ferkit.checkpoint import ModelConfig, load_model
+from ferkit.models.checkpoint import ModelConfig, load_model
 from ferkit.data.dataset import FaceDataset
 from ferkit.errors import FerkitError
-from ferkit.inference import classify
-from ferkit.metrics import compute_metrics, expected_calibration_error
+from ferkit.inference.torch_backend import classify
+from ferkit.evaluation.metrics import compute_metrics, expected_calibration_error
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def occlude_faces(faces: np.ndarray, mask: str) -> np.ndarray:
     """Apply an occlusion mask to uint8 faces (N x H x W or N x H x W x C), returning uint8 faces."""
     if mask in (None, "", "full", "none"):
         return faces
-    from ferkit.occlusion import apply_mask
-    from ferkit.preprocess import uint8_to_nchw
+    from ferkit.transforms.occlusion import apply_mask
+    from ferkit.transforms.preprocess import uint8_to_nchw
 
     x = apply_mask(uint8_to_nchw(faces).float(), mask)
     x = x.round().clamp(0, 255).to(torch.uint8)

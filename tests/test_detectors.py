@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.faces import (
+from ferkit.inference.align import crop_face, crop_matrix, eye_angle
+from ferkit.inference.detectors import (
     YUNET_FILE, Detection, DetectorError, HaarDetector, WholeImageDetector, YuNetDetector, create_detector,
-    crop_face, crop_matrix, download_yunet, eye_angle,
+    download_yunet,
 )
-from ferkit.imageio import load_image
+from ferkit.inference.imageio import load_image
 
 # Every visible face in ../shared/media/photos, counted by eye (BWPictureHuman: the shouting soldier, turned
 # three-quarters; the soldiers in the background are too small and helmeted to count as visible faces).

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from ferkit.checkpoint import ModelConfig, load_model
+from ferkit.models.checkpoint import ModelConfig, load_model
 from ferkit.errors import FerkitError
-from ferkit.inference import predict_logits
-from ferkit.precision import mixed_precision
-from ferkit.preprocess import centre_crop, denormalize, normalize, resize
-from ferkit.views import check_tta
+from ferkit.inference.torch_backend import predict_logits
+from ferkit.training.precision import mixed_precision
+from ferkit.transforms.preprocess import centre_crop, denormalize, normalize, resize
+from ferkit.transforms.views import check_tta
 
 
 class Teacher:

@@ -24,11 +24,11 @@ The cuts use integer division so that ``upper``/``lower`` and ``left``/``right``
 ``upper``.
 
 Left and right are from the *viewer's* perspective: ``left`` hides the image's left half, which on an
-unmirrored photo is the subject's right side. The study this follows (issue 6) says "right masked" without
+unmirrored photo is the subject's right side. The published occlusion study ferkit follows says "right masked" without
 saying whose right; ferkit fixes the viewer's convention everywhere (masks, heat shares in explanations).
 
 Fill value: "hidden" means black in *pixel* space. The default ``fill=0`` is black for uint8 or float
-[0, 255] batches, which is where masks belong: apply them before ``ferkit.preprocess.normalize``. A trainer
+[0, 255] batches, which is where masks belong: apply them before ``ferkit.transforms.preprocess.normalize``. A trainer
 that only holds normalised batches passes the normalised value of black instead, per channel::
 
     fill = black_fill(config)            # (0 - mean) / std for each channel

@@ -51,7 +51,7 @@ class Ensemble(nn.Module):
 
 
 def build_ensemble(config: Any) -> Ensemble:
-    from ferkit.checkpoint import ModelConfig, build_model
+    from ferkit.models.checkpoint import ModelConfig, build_model
 
     member_configs = [ModelConfig.from_dict(d) for d in config.model_kwargs["members"]]
     return Ensemble([build_model(c) for c in member_configs], member_configs, config.mean, config.std)
@@ -64,8 +64,8 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
     The ensemble's inference TTA is ``tta`` or else the first member's; its temperature starts at 1 (each
     member keeps its own). ``half`` stores the weights as float16, halving the file; they load back as float32.
     """
-    from ferkit.checkpoint import ModelConfig, load_checkpoint, save_checkpoint
-    from ferkit.views import check_tta
+    from ferkit.models.checkpoint import ModelConfig, load_checkpoint, save_checkpoint
+    from ferkit.transforms.views import check_tta
 
     if len(specs) < 2:
         raise ModelError(f"an ensemble needs at least two checkpoints; got {len(specs)}")

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ferkit.checkpoint import ModelConfig
-from ferkit.views import centre_window
+from ferkit.models.checkpoint import ModelConfig
+from ferkit.transforms.views import centre_window
 
 # ITU-R BT.601 luma, the same weights OpenCV and Pillow use for RGB -> gray.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -77,7 +77,7 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def centre_crop(x: torch.Tensor, share: float) -> torch.Tensor:
-    """The centre ``share`` of each image's side (``ferkit.views.centre_window``)."""
+    """The centre ``share`` of each image's side (``ferkit.transforms.views.centre_window``)."""
     rows, cols = centre_window(x.shape[-2], x.shape[-1], share)
     return x[..., rows, cols]
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ferkit.augment import AugmentConfig
-from ferkit.checkpoint import load_checkpoint, load_model
-from ferkit.ema import EqualAverage, WeightAverage, recompute_batchnorm
+from ferkit.transforms.augment import AugmentConfig
+from ferkit.models.checkpoint import load_checkpoint, load_model
+from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
 from ferkit.errors import FerkitError
-from ferkit.inference import classify
-from ferkit.train import train
+from ferkit.inference.torch_backend import classify
+from ferkit.training.loop import train
 from synthetic import learnable_dataset, tiny_config as tiny
 
 

@@ -1,7 +1,7 @@
 """Where does the model look? Saliency, SmoothGrad, Grad-CAM, occlusion sensitivity and feature maps.
 
 Every method takes any ferkit model and a *normalised* batch ``x`` (N x C x H x W, as made by
-``ferkit.preprocess.faces_to_tensor``) and returns heatmaps as a float32 numpy array N x H x W in [0, 1] at
+``ferkit.transforms.preprocess.faces_to_tensor``) and returns heatmaps as a float32 numpy array N x H x W in [0, 1] at
 the model's input size, each map scaled so its maximum is 1 (an all-zero map stays zero). ``explain`` does
 the preprocessing from uint8 faces and adds the prediction, for the CLI, the web app and the plots.
 
@@ -467,7 +467,7 @@ def explain(model: nn.Module, faces: np.ndarray | torch.Tensor, config, method: 
     temperature but no test-time augmentation, since a map explains one view. Faces run in batches of
     ``batch_size``; ``options`` go to ``explain_tensor`` (samples, noise, patch, stride, generator).
     """
-    from ferkit.preprocess import faces_to_tensor
+    from ferkit.transforms.preprocess import faces_to_tensor
 
     check_method(method)
     n = len(faces)
@@ -502,7 +502,7 @@ def explain(model: nn.Module, faces: np.ndarray | torch.Tensor, config, method: 
 def heat_shares(maps: np.ndarray) -> dict[str, np.ndarray]:
     """Share of heat in the upper/lower and left/right (viewer's) halves of each N x H x W map.
 
-    The halves use the cuts of ``ferkit.occlusion`` (rows < H // 2 are upper, columns < W // 2 are left), so
+    The halves use the cuts of ``ferkit.transforms.occlusion`` (rows < H // 2 are upper, columns < W // 2 are left), so
     shares line up with the masks of an occlusion study. A map without heat gets NaN shares.
     """
     maps = np.asarray(maps, dtype=np.float64)

@@ -1,0 +1,67 @@
+"""What a model sees of a face crop: the centre window a ``face_crop`` model is fed, and the test-time
+augmentation views whose predictions are averaged. The torch pipeline, the ONNX export, `ferkit explain` and
+the CLI all take these from here, so a face is cut the same way whichever of them handles it. Importing this
+module does not import torch (the ONNX backend uses the window and the mode names); ``tta_views`` does."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ferkit.errors import FerkitError
+
+if TYPE_CHECKING:
+    import torch
+
+# Test-time augmentation modes (views made by tta_views).
+TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
+
+
+def check_tta(mode: str, what: str = "TTA mode") -> str:
+    """``mode`` if it names a test-time augmentation, else a FerkitError that lists the ones there are."""
+    if mode not in TTA_MODES:
+        raise FerkitError(f"unknown {what} {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
+def centre_window(height: int, width: int, share: float) -> tuple[slice, slice]:
+    """Row and column slices of the centre ``share`` of an image's sides (whole pixels, at least one)."""
+    if share >= 1.0:
+        return slice(0, height), slice(0, width)
+    ch, cw = max(1, round(height * share)), max(1, round(width * share))
+    top, left = (height - ch) // 2, (width - cw) // 2
+    return slice(top, top + ch), slice(left, left + cw)
+
+
+def crop_side(input_size: int, face_crop: float) -> int:
+    """Side of the face crops whose centre ``face_crop`` is ``input_size`` pixels."""
+    return max(input_size, round(input_size / face_crop))
+
+
+def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch.Tensor]:
+    """The augmented copies of a normalised batch whose predictions are averaged.
+
+    ``size`` is the batch's side; give it as an int when tracing for export (the tracer hands
+    ``x.shape[-1]`` over as a tensor).
+    """
+    import torch.nn.functional as F
+
+    check_tta(mode)
+    size = x.shape[-1] if size is None else size
+    views = [x]
+    if mode != "none":
+        views.append(x.flip(-1))
+    if mode == "flip_shift":
+        # The face moved by 5% of its side up, down, left and right (edge pixels repeated), each also
+        # flipped: small shifts the model saw in training, without the resampling blur of a zoom.
+        d = max(1, round(size / 20))
+        padded = F.pad(x, (d, d, d, d), mode="replicate")
+        for dy, dx in ((-d, 0), (d, 0), (0, -d), (0, d)):
+            view = padded[..., d + dy:d + dy + size, d + dx:d + dx + size]
+            views += [view, view.flip(-1)]
+    if mode == "flip_crop":
+        # Four corner crops of 7/8 the side, resized back.
+        crop = round(size * 7 / 8)
+        for dy, dx in ((0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)):
+            patch = x[..., dy:dy + crop, dx:dx + crop]
+            patch = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False)
+            views += [patch, patch.flip(-1)]
+    return views
