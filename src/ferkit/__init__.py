@@ -1,21 +1,27 @@
 """ferkit: facial expression recognition toolkit.
 
-Heavy parts (torch models, OpenCV, ONNX Runtime) load lazily, so ``import ferkit`` stays cheap.
+The public names below load lazily, so ``import ferkit`` stays cheap (no torch, OpenCV or ONNX Runtime until
+used). ARCHITECTURE.md in the repository maps the subpackages.
 """
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-__all__ = ["Recognizer", "FerkitError", "__version__"]
+# name -> module that defines it
+_PUBLIC = {
+    "Recognizer": "ferkit.inference.recognizer",
+    "FaceResult": "ferkit.inference.results",
+    "FerkitError": "ferkit.errors",
+    "load_dataset": "ferkit.data",
+    "create_model": "ferkit.models.registry",
+}
+
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str):
-    if name == "Recognizer":
-        from ferkit.inference.recognizer import Recognizer
-
-        return Recognizer
-    if name == "FerkitError":
-        from ferkit.errors import FerkitError
-
-        return FerkitError
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
