@@ -109,3 +109,42 @@ def tiny_config(tmp_path: Path, **kw):
                 warmup_epochs=0, out=str(tmp_path / "run"), progress=False, threads=1,
                 augment=AugmentConfig(hflip=0, rotate=0, shift=0, zoom=0, shear=0, erase=0))
     return TrainConfig(**{**base, **kw})
+
+
+def seeded_checkpoint(path: Path, arch: str = "baseline_cnn", seed: int = 0, **config) -> Path:
+    """An untrained checkpoint with seeded weights: real layers, deterministic outputs. ``config`` goes to
+    ModelConfig (``input_size`` also sizes the model)."""
+    import torch
+
+    from ferkit.models import create_model
+    from ferkit.models.checkpoint import ModelConfig, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create_model(arch, input_size=config.get("input_size", 48))
+    save_checkpoint(path, model, ModelConfig(arch=arch, **config))
+    return path
+
+
+class FixedDetector:
+    """A stand-in face detector that reports the same detections for every image: faces at known places (with
+    landmarks, if given) for tests that must not depend on a detector model."""
+
+    name = "fixed"
+
+    def __init__(self, *detections):
+        self.detections = list(detections)
+        self.calls: list[tuple[tuple[int, ...], str]] = []  # (image shape, colour) of each call
+
+    def detect(self, image: np.ndarray, color: str = "bgr") -> list:
+        self.calls.append((image.shape, color))
+        return list(self.detections)
+
+
+def hopper_detection():
+    """Where the face is in ferkit's sample photo (600 x 512; Haar's box), with 5 landmarks (eyes, nose tip,
+    mouth corners) a little rolled, so alignment rotates the crop."""
+    from ferkit.inference.detectors import Detection
+
+    landmarks = np.array([[225.0, 190.0], [305.0, 196.0], [266.0, 240.0], [232.0, 278.0], [298.0, 283.0]],
+                         np.float32)
+    return Detection((153.75, 103.75, 227.5, 227.5), 0.98, landmarks)

@@ -1,4 +1,6 @@
-"""`ferkit predict`: the JSON contract of DESIGN.md section 3, per-file errors, and the output options."""
+"""`ferkit predict`: the JSON contract of DESIGN.md section 3, per-file errors, and the output options.
+
+The runs use the Haar cascade OpenCV ships; only the YuNet test needs ../shared."""
 from __future__ import annotations
 
 import csv
@@ -8,22 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ferkit.assets import sample_image_path
-from ferkit.models.checkpoint import ModelConfig, save_checkpoint
 from ferkit.cli import main
 from ferkit.labels import EMOTIONS
-from ferkit.models import create_model
+
+from synthetic import seeded_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "seeded.pt"
-    save_checkpoint(path, create_model("baseline_cnn"), ModelConfig(arch="baseline_cnn"))
-    return path
+    return seeded_checkpoint(tmp_path_factory.mktemp("ckpt") / "seeded.pt")
 
 
 @pytest.fixture
@@ -49,13 +47,12 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def common(checkpoint, yunet_model) -> list[str]:
-    return ["--model", str(checkpoint), "--detector", "yunet", "--detector-model", str(yunet_model)]
+def common(checkpoint) -> list[str]:
+    return ["--model", str(checkpoint), "--detector", "haar"]
 
 
-def test_json_contract_with_bad_files_in_the_run(capsys, folder, checkpoint, yunet_model):
-    code, out, err = run(capsys, str(folder), str(folder / "missing.jpg"), "--json",
-                         *common(checkpoint, yunet_model))
+def test_json_contract_with_bad_files_in_the_run(capsys, folder, checkpoint):
+    code, out, err = run(capsys, str(folder), str(folder / "missing.jpg"), "--json", *common(checkpoint))
     assert code == 0
     records = {Path(r["path"]).name: r for r in json.loads(out)}
     assert list(records) == ["empty.jpg", "hopper.jpg", "notes.png", "sky.png", "truncated.jpg", "missing.jpg"]
@@ -64,15 +61,28 @@ def test_json_contract_with_bad_files_in_the_run(capsys, folder, checkpoint, yun
         assert set(records[name]) == {"path", "error"} and words in records[name]["error"]
     assert records["sky.png"] == {"path": str(folder / "sky.png"), "faces": []}  # no face is not an error
     (face,) = records["hopper.jpg"]["faces"]
-    assert set(face) == {"box", "score", "landmarks", "emotion", "probs"}
-    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and set(face["probs"]) == set(EMOTIONS)
-    assert "detector yunet" in err and "4 failed" in err
+    assert list(face) == ["box", "score", "landmarks", "emotion", "probs"]
+    assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+    assert face["score"] == 1.0 and face["landmarks"] is None  # Haar gives neither a score nor landmarks
+    assert list(face["probs"]) == list(EMOTIONS) and face["emotion"] == max(face["probs"], key=face["probs"].get)
+    assert sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert "detector haar" in err and "4 failed" in err
 
 
-def test_exit_code_is_nonzero_only_when_every_input_failed(capsys, folder, checkpoint, yunet_model):
-    code, out, _ = run(capsys, str(folder / "empty.jpg"), str(folder / "notes.png"), "--json",
-                       *common(checkpoint, yunet_model))
+@pytest.mark.integration
+def test_detector_model_runs_yunet_with_landmarks(capsys, folder, checkpoint, yunet_model):
+    code, out, err = run(capsys, str(folder / "hopper.jpg"), "--json", "--model", str(checkpoint),
+                         "--detector", "yunet", "--detector-model", str(yunet_model))
+    (face,) = json.loads(out)[0]["faces"]
+    assert code == 0 and "detector yunet" in err
+    assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"]) and face["score"] < 1
+
+
+def test_exit_code_is_nonzero_only_when_every_input_failed(capsys, folder, checkpoint):
+    code, out, _ = run(capsys, str(folder / "empty.jpg"), str(folder / "notes.png"), "--json", *common(checkpoint))
     assert code == 1 and all("error" in r for r in json.loads(out))
+    code, out, _ = run(capsys, str(folder / "empty.jpg"), str(folder / "sky.png"), "--json", *common(checkpoint))
+    assert code == 0 and [list(r) for r in json.loads(out)] == [["path", "error"], ["path", "faces"]]
 
 
 def test_recursive_and_detector_none(capsys, folder, checkpoint):
@@ -97,10 +107,10 @@ def test_tta_override_reaches_the_classifier(capsys, checkpoint, tmp_path):
     assert not np.allclose(probs["none"], probs["flip"], atol=1e-4)
 
 
-def test_csv_and_annotated_images(capsys, folder, checkpoint, yunet_model, tmp_path):
+def test_csv_and_annotated_images(capsys, folder, checkpoint, tmp_path):
     table, annotated = tmp_path / "faces.csv", tmp_path / "annotated"
     code, _, err = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), str(folder / "empty.jpg"),
-                       "--csv", str(table), "--save-annotated", str(annotated), *common(checkpoint, yunet_model))
+                       "--csv", str(table), "--save-annotated", str(annotated), *common(checkpoint))
     assert code == 0 and str(table) in err
     rows = list(csv.DictReader(table.open()))
     assert [Path(r["path"]).name for r in rows] == ["hopper.jpg", "empty.jpg"]  # one row per face or error
@@ -123,8 +133,8 @@ def test_unwritable_outputs_are_refused_before_any_prediction(capsys, folder, ch
     assert predicted == []
 
 
-def test_plain_output_names_each_file(capsys, folder, checkpoint, yunet_model):
-    _, out, _ = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), *common(checkpoint, yunet_model))
+def test_plain_output_names_each_file(capsys, folder, checkpoint):
+    _, out, _ = run(capsys, str(folder / "hopper.jpg"), str(folder / "sky.png"), *common(checkpoint))
     lines = out.splitlines()
     assert lines[0].startswith(f"{folder / 'hopper.jpg'}: ") and " at [" in lines[0]
     assert lines[1] == f"{folder / 'sky.png'}: no face"

@@ -1,0 +1,146 @@
+"""The ONNX Runtime backend: settings from the file's metadata, input checks, and the host-side resize that must
+give the pixels torch gives.
+
+Most tests run a probe: a hand-built ONNX graph whose "probabilities" are its input pixels, flattened, so a
+test sees exactly what the backend feeds the graph."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper
+
+from ferkit.errors import ModelError
+from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
+from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier, resize_matrix
+
+
+def probe_onnx(path: Path, size: int = 8, face_crop: float = 1.0, metadata: bool = True) -> Path:
+    """An N x size x size x 3 float graph whose output "probs" is its input reshaped to N x (size * size * 3)."""
+    k = size * size * 3
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", [INPUT_NAME, "shape"], [OUTPUT_NAMES[0]])],
+        "probe",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", size, size, 3])],
+        [helper.make_tensor_value_info(OUTPUT_NAMES[0], TensorProto.FLOAT, ["n", k])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, k])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # one every onnxruntime release since 1.10 reads
+    if metadata:
+        config = dict(arch="probe", input_size=size, face_crop=face_crop, crop_margin=0.1,
+                      labels=[f"p{i}" for i in range(k)])
+        helper.set_model_props(model, {META_PREFIX + "config": json.dumps(config), META_PREFIX + "tta": "flip"})
+    onnx.save(model, str(path))
+    return path
+
+
+def fed(clf: OnnxClassifier, faces: np.ndarray) -> np.ndarray:
+    """What the probe's graph received, as N x H x W x 3."""
+    s = clf.input_size
+    return clf.predict_proba(faces).reshape(len(faces), s, s, 3)
+
+
+def torch_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    x = torch.from_numpy(img.astype(np.float32))[None, None]
+    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> OnnxClassifier:
+    # An 8 px model trained on the centre 80% of its crops: it wants 10 px crops.
+    return OnnxClassifier(probe_onnx(tmp_path_factory.mktemp("onnx") / "probe.onnx", 8, 0.8), device="cpu")
+
+
+@pytest.mark.parametrize("n_in, n_out", [(48, 40), (48, 24), (40, 13), (17, 5), (40, 48), (5, 17), (12, 12)])
+def test_resize_matrix_matches_torch_antialiased_bilinear(n_in, n_out):
+    m = resize_matrix(n_in, n_out)
+    assert m.shape == (n_out, n_in) and m.dtype == np.float32
+    assert np.allclose(m.sum(1), 1.0, atol=1e-6) and (m >= 0).all()
+    img = np.random.default_rng(n_in * 100 + n_out).uniform(0, 255, (n_in, n_in + 3))
+    cols = resize_matrix(n_in + 3, n_out + 2)  # a different size per axis: both are checked
+    assert np.allclose(m @ img @ cols.T, torch_resize(img, n_out, n_out + 2), atol=2e-3)
+
+
+def test_resize_matrix_to_the_same_size_is_the_identity():
+    assert np.array_equal(resize_matrix(9, 9), np.eye(9, dtype=np.float32))
+
+
+def test_settings_come_from_the_file(probe):
+    assert (probe.input_size, probe.face_crop, probe.crop_size, probe.crop_margin) == (8, 0.8, 10, 0.1)
+    assert probe.tta == "flip" and probe.backend == "onnx" and len(probe.labels) == 8 * 8 * 3
+    assert probe.description == "probe.onnx (probe, onnxruntime CPU, tta=flip)"
+    assert probe.config.input_size == 8 and probe.config.face_crop == 0.8
+
+
+def test_crops_of_the_crop_size_are_cut_to_their_centre(probe):
+    faces = np.random.default_rng(0).integers(0, 256, (3, 10, 10, 3), np.uint8)
+    assert np.array_equal(fed(probe, faces), faces[:, 1:9, 1:9].astype(np.float32))
+
+
+def test_grayscale_crops_are_fed_as_equal_channels(probe):
+    gray = np.random.default_rng(1).integers(0, 256, (2, 10, 10), np.uint8)
+    x = fed(probe, gray)
+    assert np.array_equal(x, np.repeat(gray[:, 1:9, 1:9, None], 3, axis=3).astype(np.float32))
+    assert np.array_equal(probe.predict_proba(gray), probe.predict_proba(np.repeat(gray[..., None], 3, axis=3)))
+
+
+def test_other_crop_sizes_get_torchs_resize_of_their_centre(probe):
+    faces = np.random.default_rng(2).integers(0, 256, (2, 20, 20, 3), np.uint8)
+    x = fed(probe, faces)
+    for i in range(2):
+        for c in range(3):
+            assert np.allclose(x[i, ..., c], torch_resize(faces[i, 2:18, 2:18, c], 8, 8), atol=2e-3)
+
+
+def test_batching_changes_nothing(probe):
+    faces = np.random.default_rng(3).integers(0, 256, (7, 10, 10, 3), np.uint8)
+    small = OnnxClassifier(probe.path, device="cpu", batch_size=3)
+    assert np.array_equal(small.predict_proba(faces), probe.predict_proba(faces))
+
+
+@pytest.mark.parametrize("faces, message", [
+    (np.zeros((2, 10, 10, 3), np.float32), "expected uint8 face crops, got float32"),
+    (np.zeros((2, 10, 10, 4), np.uint8), r"expected N x H x W or N x H x W x 3 faces, got shape \(2, 10, 10, 4\)"),
+    (np.zeros((10, 10), np.uint8), r"got shape \(10, 10\)"),
+])
+def test_bad_inputs_are_refused(probe, faces, message):
+    with pytest.raises(ValueError, match=message):
+        probe.predict_proba(faces)
+
+
+def test_an_onnx_file_without_ferkit_metadata_is_refused(tmp_path):
+    path = probe_onnx(tmp_path / "plain.onnx", metadata=False)
+    with pytest.raises(ModelError, match=r"plain.onnx is not a ferkit export \(no ferkit.config metadata\); "
+                                         r"export it with `ferkit export MODEL --format onnx`"):
+        OnnxClassifier(path)
+
+
+def test_a_corrupt_or_missing_file_is_a_model_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="cannot load ONNX model .*bad.onnx"):
+        OnnxClassifier(bad)
+    with pytest.raises(ModelError, match="ONNX model '.*missing.onnx' not found; create one with `ferkit export"):
+        load_onnx_classifier(str(tmp_path / "missing.onnx"))
+
+
+def test_the_tta_of_an_exported_file_cannot_be_changed_at_load(tmp_path):
+    path = probe_onnx(tmp_path / "probe.onnx")
+    assert load_onnx_classifier(path, tta="flip", device="cpu").tta == "flip"
+    with pytest.raises(ModelError, match="exported with tta='flip'; re-export with --tta none"):
+        load_onnx_classifier(path, tta="none", device="cpu")
+
+
+def test_shipped_models_load_their_shipped_onnx():
+    from ferkit.paths import WEIGHTS_DIR
+
+    clf = load_onnx_classifier("fast", device="cpu")
+    assert clf.path == WEIGHTS_DIR / "fast.onnx" and clf.config_dict["arch"] == "fernet_s"
+    probs = clf.predict_proba(np.full((2, 40, 40), 128, np.uint8))
+    assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
