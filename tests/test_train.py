@@ -15,8 +15,10 @@ import torch
 from ferkit.transforms.augment import AugmentConfig
 from ferkit.models.checkpoint import load_checkpoint, load_model
 from ferkit.errors import FerkitError
-from ferkit.training.loop import (RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, class_weight_vector, epoch_order,
-                          lr_factor, train)
+from ferkit.training.batches import class_weight_vector, epoch_order
+from ferkit.training.config import RECIPES, SCHEDULES, TrainConfig
+from ferkit.training.loop import TrainingDiverged, train
+from ferkit.training.schedule import lr_factor
 from synthetic import learnable_dataset, tiny_config as tiny
 
 

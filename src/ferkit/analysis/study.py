@@ -55,7 +55,8 @@ from ferkit.data.dataset import FaceDataset
 from ferkit.errors import FerkitError
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.transforms.occlusion import MASKS
-from ferkit.training.loop import RECIPES, TrainConfig, model_config_for, train
+from ferkit.training.config import RECIPES, TrainConfig
+from ferkit.training.loop import model_config_for, train
 from ferkit.transforms.views import check_tta
 
 log = logging.getLogger(__name__)

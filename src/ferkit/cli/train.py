@@ -20,8 +20,9 @@ _FIELDS = [
     ("warmup-epochs", float, "linear warm-up length"),
     ("step-size", int, "step schedule: epochs between decays"),
     ("gamma", float, "step/plateau decay factor"),
-    ("plateau-patience", int, "plateau schedule: epochs without improvement before decaying"),
-    ("early-stop", int, "stop after N epochs without validation improvement (0: never)"),
+    ("plateau-patience", int, "plateau schedule: epochs without a lower validation loss before the rate is "
+                              "multiplied by --gamma (needs validation data)"),
+    ("early-stop", int, "stop after N epochs in a row without a better best.pt (0: never)"),
     ("label-smoothing", float, "label smoothing epsilon"),
     ("mixup", float, "mixup Beta alpha (0: off)"),
     ("cutmix", float, "cutmix Beta alpha (0: off)"),
@@ -88,7 +89,7 @@ def build_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from ferkit.errors import FerkitError
-    from ferkit.training.loop import RECIPES, TrainConfig
+    from ferkit.training.config import RECIPES, TrainConfig
 
     values: dict = {}
     if args.recipe:

@@ -1,0 +1,99 @@
+"""The training batches: the whole training split resident on the device as one uint8 tensor (FER2013 train is
+66 MB), so a batch is an index into it and augmentation runs as batched tensor ops where the model trains: no
+worker processes, no JPEG decoding per epoch.
+
+Each epoch draws its order from a generator seeded by (seed, epoch), the same on every rank, and its
+augmentation from one seeded by (seed, epoch, rank): a run resumed at any epoch sees exactly the batches of
+an uninterrupted one.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferkit.data.dataset import FaceDataset
+from ferkit.errors import FerkitError
+from ferkit.models.config import ModelConfig
+from ferkit.training.config import TrainConfig
+from ferkit.training.distributed import Distributed
+from ferkit.transforms.augment import augment, mix_batch
+from ferkit.transforms.preprocess import match_channels, normalize, to_input, uint8_to_nchw
+
+
+def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    return cfg.seed * 100_003 + epoch
+
+
+class TrainingBatches:
+    """Batches of ``ds`` for this rank, ``steps`` per epoch: (x, y, targets), x augmented, normalised and
+    mixed (CutMix/mixup), y the labels, targets the soft targets (mixed, label-smoothed) the loss is taken on."""
+
+    def __init__(self, cfg: TrainConfig, mcfg: ModelConfig, ds: FaceDataset, device: torch.device,
+                 ddp: Distributed):
+        self.cfg, self.mcfg, self.ddp, self.device = cfg, mcfg, ddp, device
+        self.images = uint8_to_nchw(ds.images).to(device)  # uint8 N x C x H x W
+        self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
+        self.steps = len(self.labels) // (cfg.batch_size * ddp.world)
+        if cfg.limit_steps:
+            self.steps = min(self.steps, cfg.limit_steps)
+        if self.steps == 0:
+            raise FerkitError(f"{len(self.labels)} training images are fewer than one batch of {cfg.batch_size}; "
+                              f"use a smaller --batch-size")
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        cfg, bs, k = self.cfg, self.cfg.batch_size, self.mcfg.num_classes
+        seed = epoch_seed(cfg, epoch)
+        order = self.ddp.shard(epoch_order(self.labels, cfg.oversample, torch.Generator().manual_seed(seed)))
+        gen = torch.Generator().manual_seed(seed * 64 + self.ddp.rank)
+        fill = cfg.mean * 255.0  # random erasing paints mean grey (occlusion masks paint black)
+        for step in range(self.steps):
+            idx = order[step * bs:(step + 1) * bs]
+            y = self.labels[idx].to(self.device)
+            x = match_channels(self.images[idx.to(self.device)].float(), self.mcfg.in_chans)
+            x = augment(x, cfg.augment, gen, fill=fill)
+            if cfg.train_masks or cfg.occlusion > 0:
+                x = apply_occlusion(x, cfg, gen)
+            x = normalize(to_input(x, self.mcfg), self.mcfg).contiguous(memory_format=self.memory_format)
+            targets = F.one_hot(y, k).float()
+            x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, gen)
+            if cfg.label_smoothing:
+                targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
+            yield x, y, targets
+
+
+def epoch_order(labels: torch.Tensor, oversample: bool, gen: torch.Generator) -> torch.Tensor:
+    """A shuffled index over the training set; with oversampling, drawn with class-balancing weights."""
+    n = len(labels)
+    if not oversample:
+        return torch.randperm(n, generator=gen)
+    counts = torch.bincount(labels).float()
+    weights = 1.0 / counts[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def class_weight_vector(labels: np.ndarray, k: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised so a balanced dataset gets all ones."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    weights = len(labels) / (k * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def apply_occlusion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Hide face regions (pixel units, before normalisation) for occlusion fine-tuning and robust training."""
+    from ferkit.transforms.occlusion import apply_mask, random_occlusion
+
+    if cfg.train_masks:
+        n = x.shape[0]
+        choice = torch.randint(len(cfg.train_masks), (n,), generator=gen)
+        masked = torch.rand(n, generator=gen) < cfg.mask_prob
+        for i, name in enumerate(cfg.train_masks):
+            sel = (masked & (choice == i)).to(x.device)
+            if sel.any():
+                x = torch.where(sel.view(-1, 1, 1, 1), apply_mask(x, name), x)
+    if cfg.occlusion > 0:
+        x = random_occlusion(x, cfg.occlusion, gen)
+    return x
