@@ -39,7 +39,6 @@ Choices worth knowing (each has a why):
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import time
@@ -53,6 +52,7 @@ import torch
 from ferkit.models.checkpoint import ModelConfig, load_checkpoint, load_model, resolve_checkpoint
 from ferkit.data.dataset import FaceDataset
 from ferkit.errors import FerkitError
+from ferkit.paths import sha256_file
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.transforms.occlusion import MASKS
 from ferkit.training.config import RECIPES, TrainConfig
@@ -190,15 +190,6 @@ def condition_label(condition: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # Pieces
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a checkpoint: a cached cell belongs to exactly these weights."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def base_train_config(checkpoint: str | Path, recipe: str) -> TrainConfig:
@@ -388,7 +379,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
         same = cell.get("checkpoint_sha256") == digest and cell.get("setup") == fingerprint
         return cell["metrics"] if same else None
 
-    digests = {m.key: file_digest(resolve_checkpoint(m.checkpoint)) for m in models if ready[m.key]}
+    digests = {m.key: sha256_file(resolve_checkpoint(m.checkpoint)) for m in models if ready[m.key]}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for m in models:
         for c in cfg.evaluate:
@@ -427,7 +418,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
             base_run.resume = base_state == "partial"
             train(base_run, dataset)
             done(base_cost)
-            digests["base"] = file_digest(base_ckpt)
+            digests["base"] = sha256_file(base_ckpt)
 
         # 2. The fine-tunes; an interrupted one resumes from its own last.pt.
         for m, tc in ft_runs.items():
@@ -439,7 +430,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
                      " (resuming)" if tc.resume else "")
             train(tc, dataset)
             done(ft_cost[m])
-            digests[f"finetune-{m}"] = file_digest(Path(tc.out) / "last.pt")
+            digests[f"finetune-{m}"] = sha256_file(Path(tc.out) / "last.pt")
 
         # 3. Every model under every condition; a model is loaded only if it has cells left.
         for model in models:
