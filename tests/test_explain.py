@@ -1,4 +1,5 @@
-"""Explanations: map contracts, sanity checks (Adebayo et al. 2018), region concentration, errors and the CLI."""
+"""Explanations: map contracts, sanity checks (Adebayo et al. 2018), region concentration, the method table and
+its options, photos (the probabilities predict states), dataset summaries, errors and the CLI."""
 from __future__ import annotations
 
 import copy
@@ -12,13 +13,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from ferkit.models.checkpoint import ModelConfig, save_checkpoint
-from ferkit.errors import FerkitError
+from ferkit import Recognizer
+from ferkit.analysis import explain_dataset, explain_image
 from ferkit.analysis.explain import (
-    METHODS, default_layer, explain, explain_tensor, feature_maps, gradcam, heat_shares, occlusion_sensitivity,
-    saliency, smoothgrad, spatial_layers,
+    METHODS, default_layer, explain, explain_tensor, feature_maps, gradcam, heat_shares, method_options,
+    occlusion_sensitivity, saliency, smoothgrad, spatial_layers,
 )
+from ferkit.assets import sample_image_path
+from ferkit.cli import main
+from ferkit.data.dataset import FaceDataset
+from ferkit.errors import FerkitError
 from ferkit.models import create_model
+from ferkit.models.checkpoint import ModelConfig, load_model, save_checkpoint
 
 MAP_FUNCS = {"gradcam": gradcam, "saliency": saliency, "smoothgrad": smoothgrad, "occlusion": occlusion_sensitivity}
 
@@ -279,6 +285,36 @@ def test_randomised_weights_change_the_maps(trained_and_random, method):
     assert np.mean(rho) < MAX_RANK_CORRELATION, rho
 
 
+# ---------------------------------------------------------------------------------- the method table
+def test_options_go_to_the_methods_that_take_them():
+    chosen = ["gradcam", "occlusion", "smoothgrad", "saliency"]
+    assert method_options(chosen, {"layer": "features.4", "patch": 4, "samples": None}) == {
+        "gradcam": {"layer": "features.4"}, "occlusion": {"patch": 4}, "smoothgrad": {}, "saliency": {}}
+
+
+def test_every_method_takes_each_option_its_table_entry_lists(baseline):
+    values = {"layer": "features.4", "samples": 2, "noise": 0.1, "generator": torch.Generator().manual_seed(0),
+              "patch": 12, "stride": 12, "fill": 0.0}
+    for name, method in METHODS.items():
+        e = explain_tensor(baseline, _x(1), name, **{o: values[o] for o in method.options})
+        assert e.maps.shape == (1, 48, 48), name
+    e = explain_tensor(baseline, _x(1), "occlusion", patch=12, stride=12)
+    assert len(np.unique(e.maps[0])) <= 16  # 4 x 4 non-overlapping patches: the options reached the method
+
+
+@pytest.mark.parametrize("method,options,message", [
+    ("occlusion", {"layer": "features"}, "--layer applies to gradcam and features only, not to occlusion"),
+    ("gradcam", {"patch": 4}, "--patch applies to occlusion only, not to gradcam"),
+    ("saliency", {"samples": 5}, "--samples applies to smoothgrad only, not to saliency"),
+    ("smoothgrad", {"samples": 0}, "--samples must be a whole number of 1 or more, got 0"),
+    ("smoothgrad", {"noise": -0.1}, "--noise is a fraction of each face's value range, 0 or more"),
+    ("smoothgrad", {"smaples": 3}, "unknown explanation option 'smaples'; options: fill, generator, layer"),
+])
+def test_an_option_the_method_does_not_take_is_refused_not_ignored(baseline, method, options, message):
+    with pytest.raises(FerkitError, match=message):
+        explain_tensor(baseline, _x(1), method, **options)
+
+
 # ---------------------------------------------------------------------------------- high-level API
 def test_explain_takes_uint8_faces_of_any_size(baseline):
     config = ModelConfig("baseline_cnn")
@@ -310,12 +346,83 @@ def test_overlay_blends_on_gray_and_rgb_faces():
         assert not np.array_equal(out[0, 0], out[-1, -1])  # cold corner vs hot corner
 
 
-# ------------------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------------ photos
 @pytest.fixture()
 def checkpoint(tmp_path, baseline):
     path = tmp_path / "model.pt"
     save_checkpoint(path, baseline, ModelConfig("baseline_cnn"))
     return path
+
+
+@pytest.fixture()
+def tta_checkpoint(tmp_path, baseline):
+    """A checkpoint that predicts with test-time augmentation and a crop margin, as the shipped models do."""
+    path = tmp_path / "tta.pt"
+    save_checkpoint(path, baseline, ModelConfig("baseline_cnn", tta="flip_shift", crop_margin=0.1, temperature=0.5))
+    return path
+
+
+@pytest.fixture()
+def offline(monkeypatch):
+    monkeypatch.setenv("FERKIT_OFFLINE", "1")  # never download a detector model in tests
+
+
+def test_each_face_is_stated_as_predict_states_it_and_mapped_on_the_crop_it_classified(tta_checkpoint, offline):
+    photo = sample_image_path()
+    rec = Recognizer(model=tta_checkpoint, detector="haar", backend="torch")
+    (face,) = explain_image(rec, photo, ["gradcam", "saliency"])
+    assert face.face == rec.predict(photo)[0]  # box, score, emotion, probabilities: predict's, TTA included
+    assert face.explanations["gradcam"].labels[face.explanations["gradcam"].target[0]] == face.face.emotion
+    # The map explains one (unaugmented) view of the very crop predict classified: its probabilities are
+    # predict's without TTA, and they differ from the stated ones, which is why the stated ones come from predict.
+    view = face.explanations["saliency"].probs[0]
+    single = Recognizer(model=tta_checkpoint, detector="haar", backend="torch", tta="none").predict(photo)[0]
+    np.testing.assert_allclose(view, list(single.probs.values()), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(view, list(face.face.probs.values()), atol=1e-3)
+
+
+def test_maps_need_the_torch_model_and_refuse_a_different_one(checkpoint, tta_checkpoint, offline):
+    pytest.importorskip("onnxruntime")
+    rec = Recognizer(model="fast", detector="none", backend="onnx")
+    with pytest.raises(FerkitError, match="explanations run on the PyTorch model.*backend='torch'"):
+        explain_image(rec, sample_image_path())
+    with pytest.raises(FerkitError, match="is not the Recognizer's"):
+        explain_image(rec, sample_image_path(), model=load_model(checkpoint))  # 48 px crops, fast wants others
+    faces = explain_image(rec, sample_image_path(), model=load_model("fast"))  # ONNX states, torch maps
+    assert faces[0].face == rec.predict(sample_image_path())[0] and faces[0].explanations["gradcam"].maps.shape[0] == 1
+
+
+def _cli_json(capsys, argv: list[str]):
+    rc = main(argv)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    return json.loads(captured.out)
+
+
+@pytest.mark.parametrize("model", ["tta", "default"])
+def test_cli_states_exactly_the_probabilities_predict_gives(tmp_path, tta_checkpoint, capsys, offline, model):
+    """The same photo and flags through `predict` and `explain`: the same faces with the same numbers, for a
+    checkpoint with TTA (torch) and for a shipped model (ONNX Runtime states them, torch draws the maps)."""
+    if model == "default":
+        pytest.importorskip("onnxruntime")
+    spec = str(tta_checkpoint) if model == "tta" else model
+    common = [str(sample_image_path()), "--detector", "haar", "--model", spec, "--json"]
+    predicted = _cli_json(capsys, ["predict", *common])[0]["faces"]
+    explained = _cli_json(capsys, ["explain", *common, "--method", "gradcam,saliency", "--out", str(tmp_path)])
+    faces = explained[0]["faces"]
+    assert len(predicted) == 1
+    assert [{k: face[k] for k in predicted[0]} for face in faces] == predicted
+    assert faces[0]["explanations"]["gradcam"]["target"] == predicted[0]["emotion"]
+
+
+def test_cli_writes_overlays_for_a_face_crop(tmp_path, checkpoint, face_png, capsys):
+    out = tmp_path / "out"
+    rc = main(["explain", str(face_png), "--detector", "none", "--model", str(checkpoint),
+               "--method", "gradcam,saliency,occlusion,features", "--layer", "features.4", "--out", str(out)])
+    assert rc == 0  # --layer goes to the methods that have layers only
+    for method in ("gradcam", "saliency", "occlusion", "features"):
+        assert (out / f"face_face0_{method}.png").stat().st_size > 1000
+    assert "wrote 4 PNG(s) for 1 image(s)" in capsys.readouterr().out
 
 
 @pytest.fixture()
@@ -329,21 +436,7 @@ def face_png(tmp_path):
     return path
 
 
-def test_cli_writes_overlays_for_a_face_crop(tmp_path, checkpoint, face_png, capsys):
-    from ferkit.cli import main
-
-    out = tmp_path / "out"
-    rc = main(["explain", str(face_png), "--detector", "none", "--model", str(checkpoint),
-               "--method", "gradcam,saliency,occlusion,features", "--layer", "features.4", "--out", str(out)])
-    assert rc == 0  # --layer goes to the methods that have layers only
-    for method in ("gradcam", "saliency", "occlusion", "features"):
-        assert (out / f"face_face0_{method}.png").stat().st_size > 1000
-    assert "wrote 4 PNG(s) for 1 image(s)" in capsys.readouterr().out
-
-
 def test_cli_json_has_raw_maps_and_per_input_errors(tmp_path, checkpoint, face_png, capsys):
-    from ferkit.cli import main
-
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
     rc = main(["explain", str(face_png), str(bad), "--detector", "none", "--model", str(checkpoint),
@@ -358,51 +451,48 @@ def test_cli_json_has_raw_maps_and_per_input_errors(tmp_path, checkpoint, face_p
     assert "error" in result[1] and "broken.jpg" in result[1]["error"]
 
 
+def test_cli_reports_a_face_under_min_face_as_predict_does_without_maps(tmp_path, checkpoint, face_png, capsys):
+    common = [str(face_png), "--detector", "none", "--model", str(checkpoint), "--min-face", "100", "--json"]
+    predicted = _cli_json(capsys, ["predict", *common])[0]["faces"]
+    explained = _cli_json(capsys, ["explain", *common, "--out", str(tmp_path / "out")])[0]["faces"]
+    assert predicted[0]["emotion"] is None
+    assert explained == [{**predicted[0], "explanations": {}}]
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_cli_explains_the_images_of_sub_folders_with_recursive(tmp_path, checkpoint, face_png, capsys):
+    nested = tmp_path / "photos" / "day1"
+    nested.mkdir(parents=True)
+    face_png.rename(nested / "face.png")
+    common = ["explain", str(tmp_path / "photos"), "--detector", "none", "--model", str(checkpoint),
+              "--out", str(tmp_path / "out")]
+    assert main(common) == 2 and "add --recursive" in capsys.readouterr().err
+    assert main([*common, "--recursive"]) == 0 and (tmp_path / "out" / "face_face0_gradcam.png").exists()
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--method", "lime"], "valid methods: gradcam, saliency"),
     (["--layer", "nope"], "layers with a spatial output in BaselineCNN: features.0"),
     (["--target", "bored"], "this model's classes: angry"),
+    (["--method", "occlusion", "--layer", "features.4"], "--layer applies to gradcam and features only, not to occl"),
+    (["--method", "gradcam,saliency", "--patch", "4"], "--patch applies to occlusion only, not to gradcam, saliency"),
+    (["--method", "occlusion", "--samples", "5"], "--samples applies to smoothgrad only, not to occlusion"),
+    (["--method", "smoothgrad", "--samples", "0"], "--samples must be a whole number of 1 or more"),
+    (["--method", "occlusion", "--patch", "60"], "--patch must be at most the model's input size, 48 px"),
+    (["--split", "train"], "--split: for --dataset only"),
+    (["--model", "model.onnx"], "is an ONNX export; heatmaps need the PyTorch model"),
+    (["--detector", "yunet", "--detector-model", "missing.onnx"], "YuNet model missing.onnx not found"),
 ])
-def test_cli_bad_options_fail_with_a_list_of_valid_values(tmp_path, checkpoint, face_png, capsys, argv, message):
-    from ferkit.cli import main
-
+def test_cli_bad_options_fail_with_one_line(tmp_path, checkpoint, face_png, capsys, offline, argv, message):
     rc = main(["explain", str(face_png), "--detector", "none", "--model", str(checkpoint),
                "--out", str(tmp_path / "o"), *argv])
-    assert rc == 2 and message in capsys.readouterr().err
-
-
-def test_cli_dataset_summary(tmp_path, checkpoint, monkeypatch, capsys):
-    import ferkit.data
-    from ferkit.cli import main
-    from ferkit.data.dataset import FaceDataset
-
-    rng = np.random.default_rng(0)
-    names = ("angry", "happy", "sad", "contempt")  # contempt is not one of the model's classes: skipped
-    labels = np.repeat(np.arange(4), 6)
-    ds = FaceDataset(rng.integers(0, 256, (24, 48, 48), dtype=np.uint8), labels,
-                     np.array(["publictest"] * 12 + ["privatetest"] * 12), np.array([f"s{i}" for i in range(24)]),
-                     names, "toy")
-    monkeypatch.setattr(ferkit.data, "load_dataset", lambda path, **kw: ds)
-    out = tmp_path / "out"
-    rc = main(["explain", "--dataset", "toy", "--split", "test", "--limit", "4", "--model", str(checkpoint),
-               "--method", "gradcam,saliency", "--out", str(out)])
-    assert rc == 0
-    assert (out / "summary.png").stat().st_size > 1000
-    rows = list(csv.DictReader((out / "regions.csv").open()))
-    assert [(r["method"], r["emotion"], r["n"]) for r in rows] == [
-        (m, e, "4") for m in ("gradcam", "saliency") for e in ("angry", "happy", "sad")]
-    for r in rows:
-        assert abs(float(r["upper"]) + float(r["lower"]) - 1) < 1e-3
-    maps = np.load(out / "mean_maps.npz")
-    assert maps["gradcam"].shape == (3, 48, 48)
-    printed = capsys.readouterr().out
-    assert "upper" in printed and "happy" in printed and "12 faces of test" in printed
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 def test_cli_on_a_photo_without_faces_reports_none(tmp_path, checkpoint, capsys):
     from PIL import Image
-
-    from ferkit.cli import main
 
     photo = tmp_path / "wall.png"
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(photo)
@@ -412,10 +502,7 @@ def test_cli_on_a_photo_without_faces_reports_none(tmp_path, checkpoint, capsys)
 
 
 @pytest.mark.integration
-def test_cli_detects_and_explains_faces_in_a_photo(tmp_path, checkpoint, media_dir, capsys, monkeypatch):
-    from ferkit.cli import main
-
-    monkeypatch.setenv("FERKIT_OFFLINE", "1")  # never download a detector model in tests
+def test_cli_detects_and_explains_faces_in_a_photo(tmp_path, checkpoint, media_dir, capsys, offline):
     rc = main(["explain", str(media_dir / "photos" / "multi_face.jpg"), "--detector", "haar",
                "--model", str(checkpoint), "--json", "--out", str(tmp_path / "out")])
     assert rc == 0
@@ -424,3 +511,94 @@ def test_cli_detects_and_explains_faces_in_a_photo(tmp_path, checkpoint, media_d
     for face in faces:
         assert len(face["box"]) == 4 and np.array(face["explanations"]["gradcam"]["map"]).shape == (48, 48)
         assert (tmp_path / "out").joinpath(face["explanations"]["gradcam"]["png"].split("/")[-1]).exists()
+
+
+@pytest.mark.integration
+def test_cli_takes_the_yunet_model_file_as_predict_does(tmp_path, tta_checkpoint, yunet_model, capsys, offline):
+    common = [str(sample_image_path()), "--detector", "yunet", "--detector-model", str(yunet_model),
+              "--model", str(tta_checkpoint), "--json"]
+    predicted = _cli_json(capsys, ["predict", *common])[0]["faces"]
+    explained = _cli_json(capsys, ["explain", *common, "--out", str(tmp_path)])[0]["faces"]
+    assert len(predicted) == 1 and predicted[0]["landmarks"] is not None  # YuNet's 5 points: the aligned crop
+    assert [{k: face[k] for k in predicted[0]} for face in explained] == predicted
+
+
+# ----------------------------------------------------------------------------------------- datasets
+@pytest.fixture()
+def toy_dataset() -> FaceDataset:
+    """Six faces of each of angry, happy, sad and contempt (not one of the model's classes), over two test splits."""
+    rng = np.random.default_rng(0)
+    names = ("angry", "happy", "sad", "contempt")
+    labels = np.repeat(np.arange(4), 6)
+    return FaceDataset(rng.integers(0, 256, (24, 48, 48), dtype=np.uint8), labels,
+                       np.array(["publictest"] * 12 + ["privatetest"] * 12), np.array([f"s{i}" for i in range(24)]),
+                       names, "toy")
+
+
+def test_explain_dataset_averages_each_true_emotions_maps(baseline, toy_dataset):
+    config = ModelConfig("baseline_cnn")
+    result = explain_dataset(baseline, config, toy_dataset, ["saliency", "gradcam"], split="test", per_class=None)
+    assert result.emotions == ["angry", "happy", "sad"] and result.counts == [6, 6, 6] and result.n == 18
+    for j in range(3):  # contempt is skipped: the model cannot explain a class it does not know
+        faces = toy_dataset.images[toy_dataset.labels == j]
+        own = explain(baseline, faces, config, "saliency", np.full(6, config.labels.index(result.emotions[j])))
+        np.testing.assert_allclose(result.mean_maps["saliency"][j], own.maps.mean(0), atol=1e-6)
+    assert result.mean_faces.shape == (3, 48, 48) and result.mean_faces.dtype == np.uint8
+    regions = result.regions
+    assert [(r["method"], r["emotion"], r["n"]) for r in regions] == [
+        (m, e, 6) for m in ("saliency", "gradcam") for e in ("angry", "happy", "sad")]
+    assert all(abs(r["upper"] + r["lower"] - 1) < 1e-3 for r in regions)
+
+
+def test_explain_dataset_draws_per_class_faces_reproducibly_and_refuses_bad_requests(baseline, toy_dataset):
+    config = ModelConfig("baseline_cnn")
+    a = explain_dataset(baseline, config, toy_dataset, ["saliency"], split="publictest", per_class=4)
+    b = explain_dataset(baseline, config, toy_dataset, ["saliency"], split="publictest", per_class=4)
+    assert a.emotions == ["angry", "happy"] and a.counts == [4, 4]
+    np.testing.assert_array_equal(a.mean_maps["saliency"], b.mean_maps["saliency"])
+    with pytest.raises(FerkitError, match="--layer applies to gradcam and features only, not to occlusion"):
+        explain_dataset(baseline, config, toy_dataset, ["occlusion"], layer="features")
+    only_contempt = toy_dataset.subset(toy_dataset.labels == 3)
+    with pytest.raises(FerkitError, match="has no faces of the model's classes"):
+        explain_dataset(baseline, config, only_contempt, ["saliency"])
+
+
+def test_cli_dataset_writes_what_explain_dataset_returns(tmp_path, baseline, checkpoint, toy_dataset, monkeypatch,
+                                                         capsys):
+    import ferkit.data
+
+    monkeypatch.setattr(ferkit.data, "load_dataset", lambda path, **kw: toy_dataset)
+    out = tmp_path / "out"
+    rc = main(["explain", "--dataset", "toy", "--split", "test", "--limit", "4", "--model", str(checkpoint),
+               "--method", "gradcam,saliency", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "upper" in printed and "happy" in printed and "12 faces of test" in printed
+    assert (out / "summary.png").stat().st_size > 1000
+    expected = explain_dataset(baseline, ModelConfig("baseline_cnn"), toy_dataset, ["gradcam", "saliency"],
+                               split="test", per_class=4)
+    rows = list(csv.DictReader((out / "regions.csv").open()))
+    assert rows == [{k: str(v) for k, v in r.items()} for r in expected.regions]
+    maps = np.load(out / "mean_maps.npz")
+    assert list(maps["emotions"]) == expected.emotions
+    for method in ("gradcam", "saliency"):
+        np.testing.assert_allclose(maps[method], expected.mean_maps[method], atol=1e-6)
+
+    rc = main(["explain", "--dataset", "toy", "--split", "test", "--limit", "4", "--model", str(checkpoint),
+               "--method", "saliency", "--json", "--out", str(out)])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["n"] == 12 and report["methods"] == ["saliency"]
+    assert report["files"]["summary"] == str(out / "summary.png")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--target", "happy"], "--target does not apply to --dataset"),
+    (["--detector", "haar"], "--detector: for photos only"),
+    (["--recursive"], "--recursive: for photos only"),
+    (["--method", "saliency", "--layer", "features"], "--layer applies to gradcam and features only"),
+    (["--limit", "-1"], "--limit must be 0 (all) or a positive number"),
+])
+def test_cli_dataset_refuses_options_that_do_not_apply(tmp_path, checkpoint, capsys, argv, message):
+    rc = main(["explain", "--dataset", "toy", "--model", str(checkpoint), "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err

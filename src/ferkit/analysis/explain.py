@@ -2,8 +2,10 @@
 
 Every method takes any ferkit model and a *normalised* batch ``x`` (N x C x H x W, as made by
 ``ferkit.transforms.preprocess.faces_to_tensor``) and returns heatmaps as a float32 numpy array N x H x W in [0, 1] at
-the model's input size, each map scaled so its maximum is 1 (an all-zero map stays zero). ``explain`` does
-the preprocessing from uint8 faces and adds the prediction, for the CLI, the web app and the plots.
+the model's input size, each map scaled so its maximum is 1 (an all-zero map stays zero). ``METHODS`` is the one
+table of methods by name, with the options each takes; ``explain`` does the preprocessing from uint8 faces and
+adds the prediction. ``explain_faces.explain_image`` explains the faces of a photo as a Recognizer finds them,
+``emotion_maps.explain_dataset`` a dataset split (mean map per emotion).
 
 The target class is the predicted one unless ``target`` names one: an index, an emotion name from the
 model's labels, or one per face (a sequence of indices, e.g. the true labels).
@@ -15,18 +17,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from numbers import Integral
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ferkit.batching import iter_batches
 from ferkit.errors import DataError, FerkitError
 from ferkit.labels import canonical_label
-
-#: Methods accepted by ``explain`` and ``ferkit explain --method``.
-METHODS: tuple[str, ...] = ("gradcam", "saliency", "smoothgrad", "occlusion", "features")
+from ferkit.models.config import ModelConfig
 
 Target = int | str | Sequence[int] | np.ndarray | torch.Tensor | None
 
@@ -55,6 +57,12 @@ class Explanation:
     @property
     def predicted(self) -> np.ndarray:
         return self.probs.argmax(1)
+
+    def face(self, i: int) -> "Explanation":
+        """The explanation of face ``i`` alone (arrays with N = 1)."""
+        keep = slice(i, i + 1)
+        return Explanation(self.method, self.maps[keep], self.probs[keep], self.target[keep], self.labels,
+                           self.layer, None if self.features is None else self.features[keep], dict(self.options))
 
     def face_json(self, i: int, decimals: int = 4) -> dict[str, Any]:
         """Plain data for face ``i``: prediction, target, method and the raw map (rounded)."""
@@ -247,57 +255,62 @@ class _Maps:
     features: torch.Tensor | None = None
 
 
-def _saliency(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequence[str] | None) -> _Maps:
+@dataclass(frozen=True)
+class _Pass:
+    """What every method is handed besides its own options."""
+
+    labels: Sequence[str] | None = None
+    temperature: float = 1.0  # occlusion measures drops in the calibrated probability
+    batch_size: int = 64  # images per forward pass, for the methods that make many copies of each face
+
+
+def _saliency(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass) -> _Maps:
     x = x.clone().detach().requires_grad_(True)  # clone first: also turns an inference tensor into a normal one
     logits = _logits(model(x))
-    t = resolve_target(target, logits, labels)
+    t = resolve_target(target, logits, run.labels)
     # Samples are independent in eval mode, so the gradient of the summed scores is each face's own gradient.
     (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), x)
     return _Maps(_normalize(grad.abs().amax(1)), logits.detach(), t)  # Simonyan et al.: max |grad| over channels
 
 
-def _smoothgrad(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequence[str] | None,
-                samples: int, noise: float, generator: torch.Generator | None, batch_size: int) -> _Maps:
+def _smoothgrad(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, samples: int = 25,
+                noise: float = 0.15, generator: torch.Generator | None = None) -> _Maps:
     x = x.detach()
     with torch.no_grad():
         logits = _logits(model(x))
-    t = resolve_target(target, logits, labels)
+    t = resolve_target(target, logits, run.labels)
     # Noise sigma is a fraction of each image's value range (Smilkov et al. 2017 recommend 10-20%).
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
     total = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
-    per_pass = max(1, batch_size // max(1, x.shape[0]))  # noisy copies per forward pass
-    done = 0
-    while done < samples:
-        k = min(per_pass, samples - done)
-        gen_device = generator.device if generator is not None else x.device
+    per_pass = max(1, run.batch_size // max(1, x.shape[0]))  # noisy copies per forward pass
+    gen_device = generator.device if generator is not None else x.device
+    for sl in iter_batches(samples, per_pass):
+        k = sl.stop - sl.start
         eps = torch.randn((k, *x.shape), generator=generator, device=gen_device)
         noisy = (x[None] + eps.to(x.device, x.dtype) * noise * span[None]).flatten(0, 1).requires_grad_(True)
         out = _logits(model(noisy))
         (grad,) = torch.autograd.grad(out.gather(1, t.repeat(k)[:, None]).sum(), noisy)
         # Average |grad|: signed gradients of a ReLU net flip sign between noisy copies and cancel out.
         total += grad.abs().amax(1).view(k, x.shape[0], *x.shape[-2:]).sum(0)
-        done += k
     return _Maps(_normalize(total / samples), logits, t)
 
 
-def _gradcam(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequence[str] | None,
-             layer: str | None) -> _Maps:
+def _gradcam(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, layer: str | None = None) -> _Maps:
     # The input must require grad for the graph to reach the layer (parameters are frozen meanwhile); the
     # backward pass stops at the layer, so its cost is the head's, not the whole network's.
     x = x.clone().detach().requires_grad_(True)
     logits, name, act = _forward_capture(model, x, layer)
-    t = resolve_target(target, logits, labels)
+    t = resolve_target(target, logits, run.labels)
     (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), act)
     weights = grad.float().mean((2, 3), keepdim=True)  # Selvaraju et al.: channel weight = mean gradient
     cam = F.relu((weights * act.float()).sum(1))
     return _Maps(_normalize(_upsample(cam.detach(), x.shape[-2:])), logits.detach(), t, layer=name)
 
 
-def _features(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequence[str] | None,
-              layer: str | None) -> _Maps:
+def _features(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, layer: str | None = None) -> _Maps:
     with torch.no_grad():
         logits, name, act = _forward_capture(model, x.detach(), layer)
-    t = resolve_target(target, logits, labels)
+    t = resolve_target(target, logits, run.labels)
     # As one heatmap per face: the mean activation magnitude over channels (target-independent).
     heat = _upsample(act.float().abs().mean(1), x.shape[-2:])
     return _Maps(_normalize(heat), logits, t, layer=name, features=act.float())
@@ -317,9 +330,8 @@ def default_patch(size: int) -> tuple[int, int]:
     return patch, max(1, patch // 2)
 
 
-def _occlusion(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequence[str] | None,
-               patch: int | None, stride: int | None, fill: float | str, batch_size: int,
-               temperature: float, normalize: bool) -> _Maps:
+def _occlusion(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, patch: int | None = None,
+               stride: int | None = None, fill: float | str = "mean", normalize: bool = True) -> _Maps:
     x = x.detach()
     n, _, h, w = x.shape
     p_default, s_default = default_patch(min(h, w))
@@ -334,8 +346,8 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequen
     hide = masks.bool()[:, None]
     with torch.no_grad():
         logits = _logits(model(x))
-        t = resolve_target(target, logits, labels)
-        base = F.softmax(logits / temperature, 1).gather(1, t[:, None])[:, 0]
+        t = resolve_target(target, logits, run.labels)
+        base = F.softmax(logits / run.temperature, 1).gather(1, t[:, None])[:, 0]
         # All (face, patch) pairs in flat order, batch_size occluded images per forward pass.
         npatch = len(masks)
         drops = torch.empty(n * npatch, device=x.device)
@@ -343,11 +355,11 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequen
             fill_t = x.mean((2, 3), keepdim=True)
         else:
             fill_t = torch.tensor(float(fill), dtype=x.dtype, device=x.device).expand(n, 1, 1, 1)
-        for start in range(0, n * npatch, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n * npatch), device=x.device)
+        for sl in iter_batches(n * npatch, run.batch_size):
+            idx = torch.arange(sl.start, sl.stop, device=x.device)
             face, which = idx // npatch, idx % npatch
             batch = torch.where(hide[which], fill_t[face], x[face])
-            prob = F.softmax(_logits(model(batch)) / temperature, 1).gather(1, t[face][:, None])[:, 0]
+            prob = F.softmax(_logits(model(batch)) / run.temperature, 1).gather(1, t[face][:, None])[:, 0]
             drops[idx] = base[face] - prob
         drops = drops.view(n, npatch).clamp_min(0)  # heat = evidence removed; a rise in probability is not heat
         # Each pixel gets the mean drop over the patches covering it.
@@ -355,11 +367,69 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: Target, labels: Sequen
     return _Maps(_normalize(heat) if normalize else heat, logits, t)
 
 
+# ------------------------------------------------------------------------------------ dispatch table
+@dataclass(frozen=True)
+class Method:
+    """An explanation method: the function computing its maps and the options it takes. ``explain`` and
+    ``explain_tensor`` refuse any other option, so a setting is never silently ignored."""
+
+    name: str
+    run: Callable[..., _Maps]  # (model, x, target, _Pass, **options) -> _Maps
+    options: tuple[str, ...]
+    summary: str
+
+
+#: Every method ``explain`` and ``ferkit explain --method`` accept, by name, in the order help lists them.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("gradcam", _gradcam, ("layer",),
+           "Grad-CAM (Selvaraju et al. 2017): a spatial layer's activations weighted by their mean gradient"),
+    Method("saliency", _saliency, (), "gradient saliency (Simonyan et al. 2014): max over channels of |d score / d x|"),
+    Method("smoothgrad", _smoothgrad, ("samples", "noise", "generator"),
+           "SmoothGrad (Smilkov et al. 2017): saliency averaged over noisy copies of the face"),
+    Method("occlusion", _occlusion, ("patch", "stride", "fill"),
+           "occlusion sensitivity (Zeiler & Fergus 2014): probability lost when a patch is hidden"),
+    Method("features", _features, ("layer",), "a layer's activations (mean magnitude over channels as the map)"),
+)}
+
+# Options that count things must be positive; noise is a standard deviation.
+_POSITIVE = ("samples", "patch", "stride")
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise FerkitError(f"unknown explanation method {method!r}; valid methods: {', '.join(METHODS)}")
+    return method
+
+
+def method_options(methods: str | Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The options each of ``methods`` takes from ``options`` (None means not given).
+
+    Raises FerkitError for an unknown method, an unknown option, an option that none of ``methods`` takes (it
+    would be silently ignored: ``layer`` with occlusion alone) and a count or noise level out of range. An
+    option some of the methods take goes to those only (``layer`` with gradcam and occlusion: Grad-CAM's).
+    """
+    chosen = [check_method(m) for m in ([methods] if isinstance(methods, str) else methods)]
+    given = {k: v for k, v in options.items() if v is not None}
+    for name, value in given.items():
+        takers = [m.name for m in METHODS.values() if name in m.options]
+        if not takers:
+            known = sorted({o for m in METHODS.values() for o in m.options})
+            raise FerkitError(f"unknown explanation option {name!r}; options: {', '.join(known)}")
+        if not set(takers) & set(chosen):
+            raise FerkitError(f"--{name} applies to {' and '.join(takers)} only, not to {', '.join(chosen)}")
+        if name in _POSITIVE and not (isinstance(value, Integral) and not isinstance(value, bool) and value >= 1):
+            raise FerkitError(f"--{name} must be a whole number of 1 or more, got {value!r}")
+        if name == "noise" and not (isinstance(value, (int, float)) and value >= 0):
+            raise FerkitError(f"--noise is a fraction of each face's value range, 0 or more; got {value!r}")
+    return {m: {k: v for k, v in given.items() if k in METHODS[m].options} for m in chosen}
+
+
+# ------------------------------------------------------------------------------------ one method each
 def saliency(model: nn.Module, x: torch.Tensor, target: Target = None, *,
              labels: Sequence[str] | None = None) -> np.ndarray:
     """Vanilla gradient saliency (Simonyan et al. 2014): max over channels of |d score / d input|."""
     with _explaining(model):
-        return _saliency(model, x, target, labels).maps.cpu().numpy()
+        return _saliency(model, x, target, _Pass(labels)).maps.cpu().numpy()
 
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target: Target = None, *, samples: int = 25,
@@ -371,7 +441,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Target = None, *, samp
     run batched, about ``batch_size`` images per forward pass.
     """
     with _explaining(model):
-        return _smoothgrad(model, x, target, labels, samples, noise, generator, batch_size).maps.cpu().numpy()
+        return _smoothgrad(model, x, target, _Pass(labels, batch_size=batch_size), samples=samples, noise=noise,
+                           generator=generator).maps.cpu().numpy()
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, *, layer: str | None = None,
@@ -382,7 +453,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, *, layer: 
     (vision transformers) and for an unknown ``layer``, listing the valid ones.
     """
     with _explaining(model):
-        return _gradcam(model, x, target, labels, layer).maps.cpu().numpy()
+        return _gradcam(model, x, target, _Pass(labels), layer=layer).maps.cpu().numpy()
 
 
 def occlusion_sensitivity(model: nn.Module, x: torch.Tensor, target: Target = None, *, patch: int | None = None,
@@ -399,8 +470,8 @@ def occlusion_sensitivity(model: nn.Module, x: torch.Tensor, target: Target = No
     ``normalize=False`` keeps the raw probability drops (still within [0, 1]).
     """
     with _explaining(model):
-        return _occlusion(model, x, target, labels, patch, stride, fill, batch_size, temperature,
-                          normalize).maps.cpu().numpy()
+        return _occlusion(model, x, target, _Pass(labels, temperature, batch_size), patch=patch, stride=stride,
+                          fill=fill, normalize=normalize).maps.cpu().numpy()
 
 
 @dataclass
@@ -412,7 +483,7 @@ class FeatureMaps:
 def feature_maps(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> FeatureMaps:
     """The activations of ``layer`` (default: the last spatial layer) for a batch: N x K x h x w."""
     with _explaining(model):
-        m = _features(model, x, None, None, layer)
+        m = _features(model, x, None, _Pass(), layer=layer)
     return FeatureMaps(m.layer or "", m.features.cpu().numpy())
 
 
@@ -424,70 +495,57 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     return _pick_layer(model, fired)[0]
 
 
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise FerkitError(f"unknown explanation method {method!r}; valid methods: {', '.join(METHODS)}")
-    return method
-
-
+# ----------------------------------------------------------------------------------------- any method
 def explain_tensor(model: nn.Module, x: torch.Tensor, method: str = "gradcam", target: Target = None, *,
-                   layer: str | None = None, labels: Sequence[str] | None = None, temperature: float = 1.0,
-                   samples: int = 25, noise: float = 0.15, patch: int | None = None, stride: int | None = None,
-                   batch_size: int = 64, generator: torch.Generator | None = None) -> Explanation:
-    """Any method on one normalised batch, with the prediction (probabilities from the same forward pass)."""
-    check_method(method)
-    if layer is not None and method not in ("gradcam", "features"):
-        raise FerkitError(f"--layer applies to gradcam and features, not {method}")
+                   labels: Sequence[str] | None = None, temperature: float = 1.0, batch_size: int = 64,
+                   **options: Any) -> Explanation:
+    """Any method on one normalised batch, with the prediction (probabilities from the same forward pass).
+
+    ``options`` are the method's own (``METHODS[method].options``: layer, samples, noise, generator, patch,
+    stride, fill); one the method does not take is refused.
+    """
+    opts = method_options(method, options)[method]
     with _explaining(model):
-        if method == "saliency":
-            m = _saliency(model, x, target, labels)
-        elif method == "smoothgrad":
-            m = _smoothgrad(model, x, target, labels, samples, noise, generator, batch_size)
-        elif method == "gradcam":
-            m = _gradcam(model, x, target, labels, layer)
-        elif method == "features":
-            m = _features(model, x, target, labels, layer)
-        else:
-            m = _occlusion(model, x, target, labels, patch, stride, "mean", batch_size, temperature, True)
+        m = METHODS[method].run(model, x, target, _Pass(labels, temperature, batch_size), **opts)
     k = m.logits.shape[1]
     return Explanation(
         method=method, maps=m.maps.float().cpu().numpy(),
         probs=F.softmax(m.logits.float() / temperature, 1).cpu().numpy(),
         target=m.target.cpu().numpy(), labels=list(labels) if labels is not None else [str(i) for i in range(k)],
         layer=m.layer, features=None if m.features is None else m.features.cpu().numpy(),
+        options={k: v for k, v in opts.items() if k != "generator"},
     )
 
 
-def explain(model: nn.Module, faces: np.ndarray | torch.Tensor, config, method: str = "gradcam",
-            target: Target = None, *, layer: str | None = None, device: str | torch.device = "cpu",
-            batch_size: int = 64, progress: bool = False, **options: Any) -> Explanation:
+def explain(model: nn.Module, faces: np.ndarray | torch.Tensor, config: ModelConfig, method: str = "gradcam",
+            target: Target = None, *, device: str | torch.device = "cpu", batch_size: int = 64,
+            progress: bool = False, **options: Any) -> Explanation:
     """Explain uint8 faces (N x H x W or N x H x W x 3, any size) with ``method`` for a ferkit model.
 
     Preprocessing follows the checkpoint's ``config`` (``faces_to_tensor``); probabilities use its
     temperature but no test-time augmentation, since a map explains one view. Faces run in batches of
-    ``batch_size``; ``options`` go to ``explain_tensor`` (samples, noise, patch, stride, generator).
+    ``batch_size``; ``options`` are the method's own (see ``explain_tensor``).
     """
     from ferkit.transforms.preprocess import faces_to_tensor
 
-    check_method(method)
+    opts = method_options(method, options)[method]  # refused before any work
     n = len(faces)
     per_face = None
     if target is not None and not isinstance(target, str) and np.ndim(target) > 0:
         per_face = torch.as_tensor(np.asarray(target), dtype=torch.long)
         if per_face.shape != (n,):
             raise FerkitError(f"expected {n} targets (one per face), got {tuple(per_face.shape)}")
-    starts = range(0, n, batch_size)
+    batches = iter_batches(n, batch_size)
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc=f"explain {method}", unit="batch", leave=False)
+        batches = tqdm(list(batches), desc=f"explain {method}", unit="batch", leave=False)
     parts: list[Explanation] = []
-    for start in starts:
-        sl = slice(start, min(start + batch_size, n))
+    for sl in batches:
         x = faces_to_tensor(faces[sl], config, device)
         t = per_face[sl] if per_face is not None else target
-        parts.append(explain_tensor(model, x, method, t, layer=layer, labels=config.labels,
-                                    temperature=config.temperature, **options))
+        parts.append(explain_tensor(model, x, method, t, labels=config.labels, temperature=config.temperature,
+                                    batch_size=batch_size, **opts))
     if not parts:
         raise FerkitError("no faces to explain")
     first = parts[0]
@@ -495,8 +553,26 @@ def explain(model: nn.Module, faces: np.ndarray | torch.Tensor, config, method: 
         method=method, maps=np.concatenate([p.maps for p in parts]), probs=np.concatenate([p.probs for p in parts]),
         target=np.concatenate([p.target for p in parts]), labels=first.labels, layer=first.layer,
         features=None if first.features is None else np.concatenate([p.features for p in parts]),
-        options={k: v for k, v in options.items() if k != "generator"},
+        options=first.options,
     )
+
+
+def check_explanation(model: nn.Module, config: ModelConfig, methods: Sequence[str], target: str | int | None = None,
+                      *, device: str | torch.device = "cpu", **options: Any) -> dict[str, dict[str, Any]]:
+    """Refuse a bad request before any face is read: unknown methods or options, an option no chosen method
+    takes, a target the model does not know, a layer it does not have (or no spatial layer at all) and an
+    occlusion patch larger than the input. Returns ``method_options(methods, options)``."""
+    per_method = method_options(methods, options)
+    if target is not None:
+        resolve_target(target, torch.zeros(1, config.num_classes), config.labels)
+    for method, opts in per_method.items():
+        if method in ("gradcam", "features"):  # one forward pass of a blank face finds the layer
+            probe = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=device)
+            feature_maps(model, probe, opts.get("layer"))
+        if opts.get("patch", 0) > config.input_size:
+            raise FerkitError(f"--patch must be at most the model's input size, {config.input_size} px; "
+                              f"got {opts['patch']}")
+    return per_method
 
 
 def heat_shares(maps: np.ndarray) -> dict[str, np.ndarray]:

@@ -115,7 +115,17 @@ class Recognizer:
         """``predict_batch`` for images already decoded to H x W x 3 RGB uint8."""
         return self._predict_prepared(images_rgb, ["rgb"] * len(images_rgb))
 
+    def predict_with_crops(self, image_rgb: np.ndarray) -> list[tuple[FaceResult, Detection, np.ndarray | None]]:
+        """``predict_decoded`` for one H x W x 3 RGB image, each face with its detection and the crop the classifier
+        saw (RGB, ``classifier.crop_size`` square; None under ``min_face``): for tools that study what the model
+        looked at, such as ``ferkit.analysis.explain_image``."""
+        return self._predict_detailed([image_rgb], ["rgb"])[0]
+
     def _predict_prepared(self, images: Sequence[np.ndarray], colors: Sequence[str]) -> list[list[FaceResult]]:
+        return [[face for face, _, _ in faces] for faces in self._predict_detailed(images, colors)]
+
+    def _predict_detailed(self, images: Sequence[np.ndarray], colors: Sequence[str]
+                          ) -> list[list[tuple[FaceResult, Detection, np.ndarray | None]]]:
         detections = [self.detector.detect(im, c) for im, c in zip(images, colors)]
         # Crops at the classifier's crop size: a model trained on the centre of each face (face_crop < 1)
         # then sees that centre at its native resolution, as it did in training.
@@ -129,18 +139,29 @@ class Recognizer:
                 crops.append(faces[..., ::-1] if c == "bgr" else faces)  # the classifiers take RGB
                 owners += [(i, j) for j in keep]
         probs: list[list[np.ndarray | None]] = [[None] * len(dets) for dets in detections]
+        seen: list[list[np.ndarray | None]] = [[None] * len(dets) for dets in detections]
         if crops:
-            for (i, j), p in zip(owners, self.classifier.predict_proba(np.concatenate(crops))):
-                probs[i][j] = p
+            batch = np.concatenate(crops)
+            for (i, j), crop, p in zip(owners, batch, self.classifier.predict_proba(batch)):
+                probs[i][j], seen[i][j] = p, crop
         return [
-            [self._result(d, im.shape, p) for d, p in zip(dets, ps)]
-            for im, dets, ps in zip(images, detections, probs)
+            [(self._result(d, im.shape, p), d, crop) for d, p, crop in zip(dets, ps, cs)]
+            for im, dets, ps, cs in zip(images, detections, probs, seen)
         ]
 
     def annotate(self, image: ImageInput, results: Iterable[FaceResult], *, color: str = "bgr") -> np.ndarray:
         """A BGR copy of the image (ready for ``cv2.imwrite`` / ``cv2.imshow``) with boxes, labels and
         probability bars; ``color`` says how to read a numpy ``image``."""
         return annotate(image, results, color=color, labels=self.labels)
+
+    def stream(self, source: Any, **options: Any):
+        """Per-frame results of a video file, folder of frames, camera index or stream URL: an iterator of
+        ``ferkit.video.VideoFrame`` (frame index, time, faces with track ids and smoothed emotions). Options
+        (``detect_every``, ``smooth``, ``max_faces``, ...) as ``ferkit.video.VideoStream``; for speed, build the
+        Recognizer with ``tta="flip"`` (``ferkit.video.video_recognizer`` does)."""
+        from ferkit.video.pipeline import stream
+
+        return stream(self, source, **options)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
