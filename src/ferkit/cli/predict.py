@@ -3,49 +3,34 @@
     ferkit predict photo.jpg folder/ --json > faces.json
     ferkit predict folder/ --recursive --csv faces.csv --save-annotated annotated/
 
-``--json`` prints the DESIGN.md section 3 contract: one list with {path, faces: [...]} per input, or
+``--json`` prints the predict contract (README.md, "Output"): one list with {path, faces: [...]} per input, or
 {path, error} for an input that cannot be read. The exit status is 1 only when every input failed.
 """
 from __future__ import annotations
 
 import argparse
 
-from ferkit.transforms.views import TTA_MODES
+from ferkit.cli.options import (
+    DefaultsHelpFormatter, add_recognizer_options, add_recursive_option, image_files, recognizer_from_args,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "predict", help="detect faces in images and classify their expressions",
         description="Detect faces in image files (or folders of them) and classify each face's expression.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print one JSON list (DESIGN.md section 3) to stdout")
+    out.add_argument("--json", action="store_true", help="print one JSON list to stdout: {path, faces: [...]} or {path, error} per input")
     out.add_argument("--csv", metavar="FILE", help="write one row per face (and per unreadable file) to FILE")
     p.add_argument("--save-annotated", metavar="DIR", help="write each image with boxes and labels into DIR")
-    p.add_argument("--detector", default="auto", choices=("auto", "yunet", "haar", "none"),
-                   help="face detector; auto = YuNet when its model file is available, else Haar; "
-                        "none = each image already is a face crop")
-    p.add_argument("--detector-model", metavar="FILE", help="the YuNet ONNX file (face_detection_yunet_2023mar.onnx)")
     p.add_argument("--model", default="default", help="shipped model name, checkpoint .pt or exported .onnx")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                   help="inference backend; auto = ONNX Runtime on CPU for shipped models and .onnx files "
-                        "when onnxruntime is installed, else torch")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
-    p.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
+    add_recognizer_options(p)
+    add_recursive_option(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="images decoded and classified together: their faces share batched forward passes")
-    p.add_argument("--min-face", type=int, default=20, metavar="PX",
-                   help="faces smaller than this are reported without an emotion")
-    p.add_argument("--max-side", type=int, default=480, metavar="PX",
-                   help="detect on images downscaled to this longer side (raise it for small faces in big photos; "
-                        "0: full size)")
-    p.add_argument("--crop-margin", type=float, default=None,
-                   help="override the model's face-crop margin (fraction of the face box on each side)")
-    p.add_argument("--tta", choices=TTA_MODES, default=None,
-                   help="override the model's test-time augmentation (e.g. flip: 5x faster than default's "
-                        "flip_shift, 0.8 points less accurate on FER2013)")
     p.set_defaults(func=run)
 
 
@@ -55,23 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ferkit.errors import FerkitError
-    from ferkit.inference.imageio import IMAGE_SUFFIXES
     from ferkit.labels import EMOTIONS
     from ferkit.paths import check_writable
-    from ferkit.inference.recognizer import Recognizer
 
     if args.batch_size < 1:
         raise FerkitError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.csv:
         check_writable(args.csv, "--csv")  # written last: refuse it before the predictions, not after
-    inputs = list(_expand(args.paths, args.recursive, IMAGE_SUFFIXES))
-    if not inputs:
-        raise FerkitError(f"no image files found in {', '.join(args.paths)}"
-                          + ("" if args.recursive else " (add --recursive to search sub-folders)"))
+    inputs = image_files(args.paths, args.recursive)
     try:
-        rec = Recognizer(model=args.model, detector=args.detector, device=args.device, backend=args.backend,
-                         detector_model=args.detector_model, min_face=args.min_face, crop_margin=args.crop_margin,
-                         max_side=args.max_side, tta=args.tta)
+        rec = recognizer_from_args(args)
     except FerkitError as exc:
         # A detector or model that cannot load fails every input the same way: say so once on stderr and
         # still give each input its error entry, so --json / --csv consumers get the contract's shape.
@@ -110,6 +88,7 @@ def _predict_all(rec, inputs: list, args: argparse.Namespace) -> list[dict]:
     import cv2
     from tqdm import tqdm
 
+    from ferkit.batching import iter_batches
     from ferkit.errors import DataError
     from ferkit.inference.imageio import load_image
 
@@ -119,8 +98,8 @@ def _predict_all(rec, inputs: list, args: argparse.Namespace) -> list[dict]:
     records: list[dict] = []
     used_names: set[str] = set()
     bar = tqdm(total=len(inputs), desc="predict", unit="img", file=sys.stderr, disable=None)
-    for start in range(0, len(inputs), args.batch_size):
-        chunk = inputs[start:start + args.batch_size]
+    for sl in iter_batches(len(inputs), args.batch_size):
+        chunk = inputs[sl]
         decoded, ok_paths = [], []
         for path in chunk:
             try:
@@ -141,20 +120,6 @@ def _predict_all(rec, inputs: list, args: argparse.Namespace) -> list[dict]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _expand(paths: list[str], recursive: bool, suffixes: frozenset[str]):
-    """Files as given (whatever their suffix: decoding decides), folders expanded to their image files.
-    A missing path is passed through so it gets its own error entry."""
-    from pathlib import Path
-
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            yield from sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
-        else:
-            yield path
 
 
 def _unique_name(path, used: set[str]) -> str:

@@ -1,6 +1,6 @@
 """Every metric the FER literature reports, from true labels and predicted probabilities.
 
-The output dict is the evaluation JSON contract (shared/docs/DESIGN.md section 3).
+The output dict is the evaluation JSON contract (the evaluate --json contract in README.md).
 """
 from __future__ import annotations
 
