@@ -11,6 +11,7 @@ import torch
 # Tests run beside other work on a 2-core machine: keep each test process to one thread.
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["FERKIT_OFFLINE"] = "1"  # no test downloads (detector="auto" would fetch YuNet)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))

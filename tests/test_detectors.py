@@ -1,19 +1,26 @@
 """Face detection on real photos, alignment geometry on synthetic data, and the YuNet model file handling."""
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import math
 import shutil
+import subprocess
+import sys
 import threading
+import urllib.request
 
 import cv2
 import numpy as np
 import pytest
 
+from ferkit.cli import main as cli_main
+from ferkit.inference import detectors
 from ferkit.inference.align import crop_face, crop_matrix, eye_angle
 from ferkit.inference.detectors import (
     YUNET_FILE, Detection, DetectorError, HaarDetector, WholeImageDetector, YuNetDetector, create_detector,
-    download_yunet,
+    download_yunet, ensure_yunet, yunet_cache_path,
 )
 from ferkit.inference.imageio import load_image
 
@@ -134,15 +141,148 @@ def test_missing_yunet_offline_says_how_to_get_it(monkeypatch):
         create_detector("yunet", model_path="/nowhere/yunet.onnx")
 
 
-def test_download_checks_the_sha256(tmp_path, yunet_model):
-    def serving(data: bytes):
-        return lambda url, timeout: io.BytesIO(data)  # stands in for urlopen: tests never download
 
-    with pytest.raises(DetectorError, match="SHA-256"):
-        download_yunet(tmp_path / "y.onnx", opener=serving(b"not the model"))
+
+# -- getting YuNet: the implicit fetch of `auto`, `ferkit download`, offline fallback ------------------------------
+
+
+class FakeServer:
+    """Stands in for urlopen: serves ``data`` (or fails) and counts the requests. Tests never download."""
+
+    def __init__(self, data: bytes | None = None):
+        self.data, self.requests = data, 0
+
+    def __call__(self, url, timeout):
+        self.requests += 1
+        if self.data is None:
+            raise OSError(101, "Network is unreachable")
+        return io.BytesIO(self.data)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Network allowed (conftest sets FERKIT_OFFLINE=1 for the session) through a FakeServer; the fallback
+    warning not yet given in this process."""
+    monkeypatch.delenv("FERKIT_OFFLINE", raising=False)
+    monkeypatch.setattr(detectors, "_fallback_warned", False)
+    monkeypatch.setattr(urllib.request, "urlopen", FakeServer(None))  # until a test serves something
+
+    def serve(data: bytes | None = None, *, pin: bool = False) -> FakeServer:
+        server = FakeServer(data)
+        if pin:  # make `data` the expected file, so tests need no real model
+            monkeypatch.setattr(detectors, "YUNET_SHA256", hashlib.sha256(data).hexdigest())
+        monkeypatch.setattr(urllib.request, "urlopen", server)
+        return server
+
+    return serve
+
+
+def fallback_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "ferkit.inference.detectors" and r.levelno == logging.WARNING]
+
+
+def test_auto_fetches_yunet_once_into_the_cache(online, yunet_model):
+    server = online(yunet_model.read_bytes())
+    assert create_detector("auto").name == "yunet"
+    assert yunet_cache_path().read_bytes() == yunet_model.read_bytes()
+    assert create_detector("auto").name == "yunet" and server.requests == 1  # the second one reads the cache
+
+
+@pytest.mark.parametrize("how", ["FERKIT_OFFLINE", "download=False"])
+def test_auto_without_permission_to_download_never_asks_the_network(online, monkeypatch, caplog, how):
+    server = online(b"never served")
+    if how == "FERKIT_OFFLINE":
+        monkeypatch.setenv("FERKIT_OFFLINE", "1")
+    detector = create_detector("auto", download=how != "download=False")
+    assert detector.name == "haar" and server.requests == 0
+    (warning,) = fallback_warnings(caplog)
+    assert f"({how.replace('FERKIT_OFFLINE', 'FERKIT_OFFLINE is set')})" in warning
+
+
+def test_offline_fallback_warns_once_per_process_and_says_how_to_get_yunet(online, caplog):
+    server = online(None)  # the network is down
+    assert [create_detector("auto").name for _ in range(3)] == ["haar"] * 3
+    (warning,) = fallback_warnings(caplog)
+    assert server.requests == 3  # each Recognizer tries again: the network may be back
+    assert "Network is unreachable" in warning and "Haar" in warning
+    assert "`ferkit download`" in warning and "--detector-model FILE" in warning
+
+
+def test_the_fallback_warning_shows_in_plain_python_without_logging_setup():
+    code = ("from ferkit.inference.detectors import create_detector\n"
+            "print([create_detector('auto').name for _ in range(2)])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "['haar', 'haar']"
+    (line,) = result.stderr.splitlines()  # FERKIT_OFFLINE=1 from conftest, inherited
+    assert line.startswith("no YuNet face detector model (FERKIT_OFFLINE is set)") and "ferkit download" in line
+
+
+def test_explicit_yunet_download_failure_is_an_error_not_a_fallback(online):
+    online(None)
+    with pytest.raises(DetectorError, match=r"cannot download YuNet \(Network is unreachable\); download https://"):
+        create_detector("yunet")
+
+
+def test_download_checks_the_sha256(online, tmp_path, yunet_model):
+    with pytest.raises(DetectorError, match="downloaded YuNet has SHA-256"):
+        download_yunet(tmp_path / "y.onnx", opener=FakeServer(b"not the model"))
     assert not (tmp_path / "y.onnx").exists()
-    path = download_yunet(tmp_path / "y.onnx", opener=serving(yunet_model.read_bytes()))
+    path = download_yunet(tmp_path / "y.onnx", opener=FakeServer(yunet_model.read_bytes()))
     assert YuNetDetector(path).name == "yunet"
+
+
+def test_a_download_with_the_wrong_sha256_is_refused_and_the_old_file_kept(online, tmp_path):
+    dest = tmp_path / "y.onnx"
+    dest.write_bytes(b"the previous file")
+    with pytest.raises(DetectorError, match="downloaded YuNet has SHA-256 .*, expected 8f2383e4dd3c.*; not using it"):
+        download_yunet(dest, opener=FakeServer(b"a tampered model"))
+    assert dest.read_bytes() == b"the previous file"
+    assert [p.name for p in tmp_path.iterdir()] == ["y.onnx"]  # no partial download left
+
+
+def test_ferkit_download_fetches_once_and_force_fetches_again(online, capsys):
+    server = online(b"pretend model", pin=True)
+    assert cli_main(["download"]) == 0
+    assert capsys.readouterr().out == f"downloaded the yunet face detector to {yunet_cache_path()}\n"
+    assert cli_main(["download", "--detector", "yunet"]) == 0
+    assert "already in the cache (SHA-256 checked)" in capsys.readouterr().out and server.requests == 1
+    yunet_cache_path().write_bytes(b"damaged")  # not the pinned file: fetched again without --force
+    assert ensure_yunet() == (yunet_cache_path(), True) and server.requests == 2
+    assert cli_main(["download", "--force"]) == 0 and server.requests == 3
+    assert yunet_cache_path().read_bytes() == b"pretend model"
+
+
+def test_ferkit_download_offline_is_one_line_with_exit_status_2(capsys):
+    assert cli_main(["download"]) == 2  # FERKIT_OFFLINE=1 from conftest
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("ferkit download: error: FERKIT_OFFLINE is set, not downloading YuNet")
+    assert "run `ferkit download`" not in line  # what the user just did
+
+
+# -- OpenCV without Haar cascades (OpenCV 5) ---------------------------------------------------------------------
+
+
+def test_haar_is_reported_unavailable_where_opencv_lacks_it(monkeypatch):
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    for make in (HaarDetector, lambda: create_detector("haar")):
+        with pytest.raises(DetectorError, match=r"^the Haar detector is not available: this OpenCV \(.*\) has no "
+                                                r"Haar cascades .*`ferkit download`"):
+            make()
+
+
+def test_auto_without_yunet_or_haar_says_what_to_do(monkeypatch):
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    with pytest.raises(DetectorError) as err:
+        create_detector("auto")
+    message = str(err.value)
+    assert message.startswith("no face detector available: YuNet is not in the cache (FERKIT_OFFLINE is set)")
+    assert "`ferkit download`" in message and "--detector-model" in message and "'none'" in message
+
+
+def test_auto_uses_a_cached_yunet_where_opencv_lacks_haar(monkeypatch, tmp_path, yunet_model):
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    assert create_detector("auto", model_path=yunet_model).name == "yunet"
 
 
 def test_corrupt_yunet_file(tmp_path):

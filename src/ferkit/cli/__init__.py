@@ -1,7 +1,8 @@
 """The ``ferkit`` command. Each verb lives in its own module with ``register(subparsers)``.
 
 Verb modules import only argparse at module level; their heavy imports happen inside the handler, so
-``ferkit --help`` is instant.
+``ferkit --help`` is instant, and a verb whose optional dependencies are missing (PyTorch for training, ...)
+says what to install when it is run (``ferkit.deps.require`` at the top of its handler).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import sys
 from ferkit import __version__
 
 # Order here is the order in `ferkit --help`.
-_VERB_MODULES = ("data", "models", "train", "evaluate", "ensemble", "predict", "export", "explain", "study")
+_VERB_MODULES = ("data", "models", "train", "evaluate", "ensemble", "predict", "download", "export", "explain",
+                 "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FerkitError as exc:
         print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # The net under the handlers' own checks: an optional package missing deep inside a verb is still one
+        # line saying what to install. A module ferkit does not know, or a submodule of an installed package,
+        # is a bug and keeps its traceback.
+        from ferkit import deps
+
+        top = (exc.name or "").partition(".")[0]
+        if not deps.is_known(top) or deps.available(top):
+            raise
+        print(f"ferkit {args.command}: error: {deps.missing_message([top], 'this command')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ferkit {args.command}: interrupted", file=sys.stderr)

@@ -29,6 +29,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ferkit.deps import require
+
+    require("torch", for_what="combining checkpoints")
     from ferkit.models.ensemble import combine_checkpoints
 
     path = combine_checkpoints(args.members, args.out, tta=args.tta, half=args.half)

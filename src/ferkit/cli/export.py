@@ -30,15 +30,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
     import sys
 
-    from ferkit.errors import FerkitError
+    from ferkit.deps import require
     from ferkit.paths import check_writable
 
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise FerkitError(f"ONNX export needs {' and '.join(missing)}: pip install 'ferkit[onnx]'")
+    require("torch", "onnx", "onnxruntime", for_what="ONNX export")
     from ferkit.inference.export import export_onnx
     from ferkit.inference.onnx_backend import OnnxClassifier
 

@@ -19,6 +19,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ferkit.deps import require
+
+    require("torch", for_what="listing the architectures")
     from ferkit.models import get_entry, list_models
     from ferkit.models.profile import profile_model
 

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
+    from ferkit.deps import require
+
+    require("torch", "sklearn", "matplotlib", for_what="an occlusion study")
     from ferkit.analysis.study import DEFAULT_EVALUATE, DEFAULT_FINETUNE, StudyConfig, format_table, run_study
 
     cfg = StudyConfig(

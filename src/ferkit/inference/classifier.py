@@ -1,15 +1,16 @@
 """Classifiers turn face crops into probabilities; one backend each (``torch_backend``, ``onnx_backend``).
 
 This module imports neither torch nor onnxruntime: ``load_classifier`` imports the chosen backend only, so the
-ONNX path starts without paying for PyTorch.
+ONNX path starts without paying for PyTorch, and runs where PyTorch is not installed at all (the base install).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
+from ferkit import deps
 from ferkit.devices import resolve_device
 from ferkit.errors import FerkitError
 from ferkit.paths import WEIGHTS_DIR
@@ -45,23 +46,26 @@ def resolve_backend(model: Any, backend: str = "auto", device: str = "auto") -> 
     spec = str(model) if isinstance(model, (str, Path)) else None
     if spec is not None and spec.endswith(".onnx"):
         return "onnx"  # the only runtime that can run it
-    shipped_onnx = spec is not None and "/" not in spec and (WEIGHTS_DIR / f"{spec}.onnx").is_file()
-    import importlib.util
-
-    if shipped_onnx and device in ("auto", "cpu") and importlib.util.find_spec("onnxruntime") is not None:
+    if _shipped_onnx(spec) and device in ("auto", "cpu") and deps.available("onnxruntime"):
         return "onnx"
     return "torch"
+
+
+def _shipped_onnx(spec: str | None) -> bool:
+    return spec is not None and "/" not in spec and (WEIGHTS_DIR / f"{spec}.onnx").is_file()
 
 
 def load_classifier(model: Any = "default", *, backend: str = "auto", device: str = "auto", tta: str | None = None,
                     batch_size: int = 64) -> Classifier:
     """A shipped model name, a checkpoint (.pt), an exported .onnx file, an in-memory (nn.Module, ModelConfig)
     pair (torch backend) or a ready Classifier."""
-    backend = resolve_backend(model, backend, device)
+    chosen = resolve_backend(model, backend, device)
     if tta is not None:
         check_tta(tta)
     if hasattr(model, "predict_proba"):
         return model
+    if chosen == "torch" and not deps.available("torch"):
+        _refuse_without_torch(model, backend, device)
     if isinstance(model, tuple):
         from ferkit.inference.torch_backend import TorchClassifier
 
@@ -69,7 +73,7 @@ def load_classifier(model: Any = "default", *, backend: str = "auto", device: st
         device = resolve_device(device)
         return TorchClassifier(net.eval().to(device), config, device=device, tta=tta, batch_size=batch_size,
                                name=type(net).__name__)
-    if backend == "onnx":
+    if chosen == "onnx":
         from ferkit.inference.onnx_backend import load_onnx_classifier
 
         return load_onnx_classifier(model, tta=tta, device=device, batch_size=batch_size)
@@ -78,3 +82,20 @@ def load_classifier(model: Any = "default", *, backend: str = "auto", device: st
     from ferkit.inference.torch_backend import TorchClassifier
 
     return TorchClassifier.load(model, device=device, tta=tta, batch_size=batch_size)
+
+
+def _refuse_without_torch(model: Any, backend: str, device: str) -> NoReturn:
+    """Why PyTorch was wanted where it is not installed, and the way around it."""
+    spec = str(model)
+    if not (spec.endswith(".onnx") or _shipped_onnx(spec)):
+        from ferkit.models.checkpoint import resolve_checkpoint  # torch-free
+
+        resolve_checkpoint(spec)  # a typo is worth saying before "install PyTorch"
+        raise deps.MissingDependency(
+            deps.missing_message(["torch"], f"the checkpoint {spec}")
+            + f"; or export it to ONNX where PyTorch is installed (`ferkit export {spec}`) and load the .onnx file")
+    if not deps.available("onnxruntime"):
+        raise deps.MissingDependency(f"{spec!r} runs on ONNX Runtime or PyTorch, and neither is installed: "
+                                     f"{deps.install_command(['onnxruntime'])}")
+    why = "backend 'torch'" if backend == "torch" else f"device {device!r}"  # auto chose torch for the device
+    raise deps.MissingDependency(deps.missing_message(["torch"], why) + "; or use backend 'onnx' on the CPU")

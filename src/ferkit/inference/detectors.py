@@ -4,9 +4,12 @@ Detectors share one small interface: ``detect(image, color="bgr") -> list[Detect
 input image's pixel coordinates.
 
 - ``haar``: OpenCV's bundled frontal-face cascade; needs nothing downloaded, misses turned and small faces.
+  OpenCV 5 dropped it: there it is reported as unavailable.
 - ``yunet``: OpenCV's ``FaceDetectorYN`` with the YuNet ONNX model (230 kB): better recall, 5 landmarks, faster.
 - ``none``: the whole image is the face (pre-cropped datasets such as FER2013).
-- ``auto``: YuNet when its model file is available, otherwise Haar.
+- ``auto``: YuNet, fetched once into ferkit's cache (SHA-256 pinned) when it is not there yet; without it
+  (``FERKIT_OFFLINE=1``, ``download=False`` or no network) Haar, with one warning per process saying how to get
+  YuNet (``ferkit download``).
 
 Large images are downscaled to ``max_side`` for detection and boxes are mapped back, so a 12-megapixel photo
 costs what a 480-pixel one does. OpenCV detector objects keep per-call state (input size), so each thread gets
@@ -16,19 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.paths import atomic_write
+from ferkit.paths import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,20 @@ DEFAULT_MAX_SIDE = 480
 
 
 class DetectorError(FerkitError):
-    """A detector that cannot run here: unknown name, missing or corrupt model file."""
+    """A detector that cannot run here: unknown name, missing or corrupt model file, OpenCV without it."""
+
+
+class _DownloadError(DetectorError):
+    """A failed YuNet download; ``reason`` is the short form that ``auto``'s fallback warning quotes."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(f"{message}; {_yunet_instructions(downloading=True)}")
+        self.reason = reason
+
+
+# `auto` without YuNet warns once per process, not once per Recognizer: a web server or a script looping over
+# folders builds many. (A race between threads can at worst print the line twice.)
+_fallback_warned = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,10 @@ class HaarDetector(_ThreadLocalDetector):
     def __init__(self, *, min_face: int = 20, max_side: int | None = DEFAULT_MAX_SIDE, scale_factor: float = 1.1,
                  min_neighbors: int = 6, cascade: str | Path | None = None):
         super().__init__(min_face=min_face, max_side=max_side)
+        missing = haar_unavailable()
+        if missing:
+            raise DetectorError(f"the Haar detector is not available: {missing}; use the YuNet detector "
+                                f"(`ferkit download` fetches its model)")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         default = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
@@ -190,10 +209,11 @@ class WholeImageDetector:
 
 def create_detector(name: str = "auto", *, model_path: str | Path | None = None, min_face: int = 20,
                     max_side: int | None = DEFAULT_MAX_SIDE, download: bool = True) -> FaceDetector:
-    """Build a detector by name. ``auto`` is YuNet when its model is available (never downloads), else Haar.
+    """Build a detector by name.
 
-    ``model_path`` is the YuNet ONNX file; without it ferkit looks in its cache dir and, for an explicit
-    ``yunet`` with ``download=True`` and no ``FERKIT_OFFLINE=1``, downloads it there (SHA-256 pinned).
+    ``model_path`` is the YuNet ONNX file; without it ferkit looks in its cache dir and, with ``download=True``
+    and no ``FERKIT_OFFLINE=1``, downloads it there once (SHA-256 pinned). ``auto`` falls back to Haar, with one
+    warning per process, when YuNet cannot be had; an explicit ``yunet`` fails instead.
     """
     if name not in DETECTORS:
         raise DetectorError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
@@ -201,16 +221,54 @@ def create_detector(name: str = "auto", *, model_path: str | Path | None = None,
         return WholeImageDetector()
     if name == "haar":
         return HaarDetector(min_face=min_face, max_side=max_side)
-    if name == "auto":
-        path = find_yunet_model(model_path)
-        if path is None:
-            log.info("YuNet model not found, using the Haar cascade; %s", _yunet_instructions())
-            return HaarDetector(min_face=min_face, max_side=max_side)
+    path, why_not = find_yunet_model(model_path), ""
+    if path is None:  # no file given (find_yunet_model refuses a missing one) and none in the cache
+        path, why_not = _fetch_yunet(download, quiet=name == "auto")
+    if path is not None:
         return YuNetDetector(path, min_face=min_face, max_side=max_side)
-    path = find_yunet_model(model_path) or (download_yunet() if download and model_path is None else None)
-    if path is None:
-        raise DetectorError(f"the YuNet model file is not available; {_yunet_instructions(model_path)}")
-    return YuNetDetector(path, min_face=min_face, max_side=max_side)
+    if name == "yunet":
+        raise DetectorError(f"the YuNet model file is not available ({why_not}); {_yunet_instructions()}")
+    missing_haar = haar_unavailable()
+    if missing_haar:
+        raise DetectorError(f"no face detector available: YuNet is not in the cache ({why_not}) and {missing_haar}; "
+                            f"run `ferkit download` or pass --detector-model FILE (Python: detector_model=...), or "
+                            f"use detector 'none' for images that already are face crops")
+    _warn_fallback_once(why_not)
+    return HaarDetector(min_face=min_face, max_side=max_side)
+
+
+def _fetch_yunet(download: bool, *, quiet: bool) -> tuple[Path | None, str]:
+    """Download YuNet into the cache if allowed: (path, "") or (None, why not)."""
+    if not download:
+        return None, "download=False"
+    if _offline():
+        return None, "FERKIT_OFFLINE is set"
+    try:
+        # A short timeout for the implicit fetch: a firewalled network should cost `auto` seconds, not half a minute.
+        return download_yunet(timeout=10.0 if quiet else 30.0), ""
+    except DetectorError as exc:
+        if not quiet:
+            raise
+        return None, str(getattr(exc, "reason", exc))
+
+
+def _warn_fallback_once(why_not: str) -> None:
+    global _fallback_warned
+    if _fallback_warned:
+        return
+    _fallback_warned = True
+    # logging.warning, not warnings.warn: it shows by default both in the CLI (its log format) and in plain
+    # Python (logging's last-resort handler prints warnings to stderr), without a source line attached.
+    log.warning("no YuNet face detector model (%s): using the Haar cascade, which misses turned and small faces; "
+                "get YuNet once with `ferkit download` (230 kB) or pass --detector-model FILE (Python: "
+                "detector_model=...)", why_not)
+
+
+def haar_unavailable() -> str | None:
+    """Why OpenCV's Haar cascade cannot run here (OpenCV 5 removed it), or None when it can."""
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(getattr(cv2, "data", None), "haarcascades"):
+        return f"this OpenCV ({cv2.__version__}) has no Haar cascades (OpenCV 5 removed them)"
+    return None
 
 
 def describe_detector(detector: FaceDetector) -> str:
@@ -241,11 +299,14 @@ def find_yunet_model(path: str | Path | None = None) -> Path | None:
 
 
 def download_yunet(dest: str | Path | None = None, *, timeout: float = 30.0,
-                   opener: Callable[..., object] = urllib.request.urlopen) -> Path:
-    """Download YuNet into the cache, checking its SHA-256; DetectorError (with instructions) when offline."""
+                   opener: Callable[..., Any] | None = None) -> Path:
+    """Download YuNet into the cache, checking its SHA-256; DetectorError (with instructions) when offline. A
+    file that does not match is never kept (the previous one, if any, stays). ``opener``: urlopen's stand-in."""
     dest = Path(dest) if dest else yunet_cache_path()
-    if os.environ.get("FERKIT_OFFLINE", "") not in ("", "0"):
-        raise DetectorError(f"FERKIT_OFFLINE is set, not downloading YuNet; {_yunet_instructions()}")
+    opener = opener or urllib.request.urlopen  # looked up now, so that tests can replace it
+    if _offline():
+        raise _DownloadError("FERKIT_OFFLINE is set, not downloading YuNet (unset it to download)",
+                             "FERKIT_OFFLINE is set")
     log.info("downloading the YuNet face detector (230 kB) from %s", YUNET_URL)
     try:
         with atomic_write(dest) as out, opener(YUNET_URL, timeout=timeout) as response:
@@ -254,19 +315,34 @@ def download_yunet(dest: str | Path | None = None, *, timeout: float = 30.0,
                 digest.update(chunk)
                 out.write(chunk)
             if digest.hexdigest() != YUNET_SHA256:
-                raise DetectorError(f"downloaded YuNet has SHA-256 {digest.hexdigest()}, expected {YUNET_SHA256}; "
-                                    "not using it")
+                raise _DownloadError(f"downloaded YuNet has SHA-256 {digest.hexdigest()}, expected {YUNET_SHA256}; "
+                                     "not using it", "the download did not match its SHA-256")
     except OSError as exc:  # URLError, timeouts and socket errors are all OSErrors
-        raise DetectorError(f"cannot download YuNet ({exc}); {_yunet_instructions()}") from exc
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise _DownloadError(f"cannot download YuNet ({reason})", f"cannot download it: {reason}") from exc
+    log.info("YuNet saved to %s", dest)
     return dest
 
 
-def _yunet_instructions(given: str | Path | None = None) -> str:
-    where = yunet_cache_path()
-    text = (
-        f"download {YUNET_URL} (SHA-256 {YUNET_SHA256}) to {where}, or pass its path with --detector-model FILE "
-        f"(Python: detector_model=...)"
-    )
+def ensure_yunet(*, force: bool = False, timeout: float = 30.0,
+                 opener: Callable[..., Any] | None = None) -> tuple[Path, bool]:
+    """The cached YuNet file, downloaded when missing, not matching its SHA-256, or ``force``; returns the path
+    and whether it was downloaded now (``ferkit download``)."""
+    path = yunet_cache_path()
+    if not force and path.is_file() and sha256_file(path) == YUNET_SHA256:
+        return path, False
+    return download_yunet(path, timeout=timeout, opener=opener), True
+
+
+def _offline() -> bool:
+    return os.environ.get("FERKIT_OFFLINE", "") not in ("", "0")
+
+
+def _yunet_instructions(given: str | Path | None = None, *, downloading: bool = False) -> str:
+    """How to get YuNet; ``downloading``: said when `ferkit download` itself failed, so not suggesting it."""
+    by_hand = (f"download {YUNET_URL} (SHA-256 {YUNET_SHA256}) to {yunet_cache_path()}, or pass its path with "
+               f"--detector-model FILE (Python: detector_model=...)")
+    text = by_hand if downloading else f"run `ferkit download`, or {by_hand}"
     return text if given is None else f"check the path, or {text}"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ferkit.deps import require
 from ferkit.errors import ModelError
 from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
@@ -24,6 +25,7 @@ class OnnxClassifier:
     backend = "onnx"
 
     def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64, threads: int | None = None):
+        require("onnxruntime", for_what="the ONNX Runtime backend")
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -111,6 +113,7 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
     """An .onnx file, a shipped model (its shipped .onnx when present) or a checkpoint exported once into
     ferkit's cache (keyed by the checkpoint's SHA-256 and the TTA mode). ``threads`` caps ONNX Runtime's
     intra-op threads (default: its own choice, all cores)."""
+    require("onnxruntime", for_what="the ONNX Runtime backend")  # before a checkpoint is exported for it
     spec = str(model)
     if spec.endswith(".onnx"):
         path = Path(spec)
@@ -128,10 +131,12 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
 
 
 def _cached_export(spec: str, tta: str | None) -> Path:
-    from ferkit.inference.export import export_onnx
     from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(spec)
+    require("torch", "onnx", for_what=f"running {ckpt_path} on ONNX Runtime (it is exported to ONNX once)")
+    from ferkit.inference.export import export_onnx
+
     mode = tta or load_checkpoint(ckpt_path)["config"].get("tta", "none")
     path = cache_dir("onnx") / f"{ckpt_path.stem}-{sha256_file(ckpt_path)[:16]}-tta_{mode}.onnx"
     if not path.is_file():

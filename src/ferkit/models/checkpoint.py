@@ -6,20 +6,26 @@ A checkpoint file is a dict of tensors and plain data only::
      "meta": {...plain data: training command, metrics...}, "train_state": {...} (last.pt only)}
 
 ``load_model("default")`` (or "fast", "robust") loads a model shipped in ``ferkit/weights``. Weights may be stored
-as float16 (halving the file); they load into float32 models.
+as float16 (halving the file); they load into float32 models. A file that is not a ferkit checkpoint (a pickled
+object, a truncated download, a bare state dict) is refused with one line saying which and what to do; ferkit
+never unpickles code from a file, and never tells the user to. Importing this module does not import torch, so
+``resolve_checkpoint`` and ``ModelConfig`` work in the base install.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from ferkit.devices import resolve_device
 from ferkit.errors import ModelError
 from ferkit.models.config import ModelConfig
 from ferkit.paths import SHIPPED_MODELS, WEIGHTS_DIR, atomic_write
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
 
 FORMAT = "ferkit"
 VERSION = 1
@@ -42,6 +48,8 @@ def build_model(config: ModelConfig) -> nn.Module:
 def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, meta: dict | None = None,
                     train_state: dict | None = None) -> None:
     """Write atomically: a crash mid-write leaves the previous file intact."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -70,22 +78,83 @@ def resolve_checkpoint(spec: str | Path) -> Path:
             f"checkpoint {str(spec)!r} not found; give a .pt file written by `ferkit train` "
             f"or one of the shipped models: {', '.join(SHIPPED_MODELS)}"
         )
+    if path.is_dir():
+        inside = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
+        hint = f" (it holds {' and '.join(inside)})" if inside else ""
+        raise ModelError(f"checkpoint {str(spec)!r} is a folder{hint}; give the .pt file, e.g. {path / 'best.pt'}")
     return path
 
 
 def load_checkpoint(spec: str | Path) -> dict[str, Any]:
+    """The checkpoint's dict, read with ``weights_only=True``; ModelError (one line) for anything else."""
+    from ferkit.deps import require
+
     path = resolve_checkpoint(spec)
+    require("torch", for_what=f"reading the checkpoint {path}")
+    import torch
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line note on foreign pickles; the error says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise ModelError(f"cannot read the checkpoint {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise ModelError(f"{path} is not a readable ferkit checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a ferkit checkpoint (no 'format': 'ferkit' entry)")
+        # `from None`: a traceback would show torch's advice too.
+        raise ModelError(f"{path} is not a ferkit checkpoint: {unreadable_reason(path, exc)}") from None
+    problem = _not_ferkit(ckpt)
+    if problem:
+        raise ModelError(f"{path} is not a ferkit checkpoint: {problem}")
     return ckpt
+
+
+def unreadable_reason(path: Path, exc: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in ferkit's words: torch's own
+    message advises retrying with weights_only=False, which runs whatever code the file holds. Told from the
+    file's bytes where possible, since torch's exception type depends on where the garbage happens to break."""
+    import zipfile
+
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (f"it holds a pickled Python object ({found.group(1)}), which ferkit does not load: a checkpoint "
+                "holds only tensors and plain data, never code (save a model with "
+                "ferkit.models.checkpoint.save_checkpoint, as `ferkit train` does)")
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    if zipped and not zipfile.is_zipfile(path):
+        return "the file is truncated or corrupt (an interrupted download or copy?); get it again"
+    if zipped:
+        return "it is a zip archive that torch cannot read (corrupt, or not written by torch.save)"
+    return "the file is not a PyTorch file (a ferkit checkpoint is written by `ferkit train`)"
+
+
+def _not_ferkit(ckpt: Any) -> str | None:
+    """Why a loaded object is not a ferkit checkpoint, or None when it is one this version reads."""
+    if not isinstance(ckpt, dict):
+        return f"it holds a {type(ckpt).__name__}, not a dict with 'format': 'ferkit'"
+    if ckpt.get("format") != FORMAT:
+        import torch
+
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            return ("it holds bare weights (a state dict) without ferkit's config; ImageNet weights go to "
+                    "`ferkit train --pretrained FILE`")
+        keys = ", ".join(repr(k) for k in list(ckpt)[:5]) or "none"
+        return f"no 'format': 'ferkit' entry (keys: {keys})"
+    version = ckpt.get("version", VERSION)
+    if not isinstance(version, int) or version > VERSION:
+        return f"it has format version {version!r} and this ferkit reads up to {VERSION}; upgrade ferkit"
+    absent = [k for k in ("config", "state_dict") if not isinstance(ckpt.get(k), dict)]
+    if absent:
+        return f"it has no {' or '.join(repr(k) for k in absent)} entry (an incomplete file?)"
+    return None
 
 
 def load_model(spec: str | Path = "default", device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
     """Build the checkpoint's architecture, load its weights, put it in eval mode on ``device``."""
+    import torch
+
     device = resolve_device(device)
     ckpt = load_checkpoint(spec)
     config = ModelConfig.from_dict(ckpt["config"])
