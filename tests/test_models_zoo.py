@@ -278,8 +278,15 @@ def test_load_pretrained_bad_files(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_pretrained(model, tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(ModelError, match="not a readable weights file"):
+    with pytest.raises(ModelError, match="not a readable weights file") as err:
         load_pretrained(model, tmp_path / "junk.pth")
+    assert "weights_only" not in str(err.value)  # torch's advice to load unsafely is never passed on
+    import pickle
+
+    (tmp_path / "object.pth").write_bytes(pickle.dumps(ModelError("a pickled object")))
+    with pytest.raises(ModelError, match="not a readable weights file") as err:
+        load_pretrained(model, tmp_path / "object.pth")
+    assert "weights_only" not in str(err.value)
     torch.save({"epoch": 3}, tmp_path / "meta.pth")
     with pytest.raises(ModelError, match="does not hold a state dict"):
         load_pretrained(model, tmp_path / "meta.pth")

@@ -37,7 +37,7 @@ def add_recognizer_options(p: argparse.ArgumentParser) -> None:
 
     d = {dest: default for dest, (_, default) in RECOGNIZER_OPTIONS.items()}
     p.add_argument("--detector", default=d["detector"], choices=("auto", "yunet", "haar", "none"),
-                   help="face detector; auto = YuNet when its model file is available, else Haar; "
+                   help="face detector; auto = YuNet (fetched once when online; `ferkit download`), else Haar; "
                         "none = each image already is a face crop")
     p.add_argument("--detector-model", metavar="FILE", default=d["detector_model"],
                    help="the YuNet ONNX file (face_detection_yunet_2023mar.onnx)")

@@ -120,6 +120,9 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ferkit.deps import require
+
+    require("torch", "sklearn", "matplotlib", for_what="training")
     from ferkit.training.loop import train
 
     summary = train(build_config(args))

@@ -41,7 +41,8 @@ class Recognizer:
 
     model: "default", "fast", "robust" (shipped), a checkpoint path, an exported ``.onnx`` file (backend="onnx"), an
         (nn.Module, ModelConfig) pair, or a Classifier object.
-    detector: "auto" (YuNet when its model file is available, else Haar), "yunet", "haar", "none" (the image
+    detector: "auto" (YuNet, fetched once into the cache when online unless ``download=False`` or
+        FERKIT_OFFLINE=1; else Haar with one warning), "yunet", "haar", "none" (the image
         already is a face crop) or a FaceDetector object; detector_model: the YuNet ONNX file.
     device: "auto", "cpu", "cuda", "mps"; backend: "auto" (ONNX Runtime for shipped models and .onnx files on
         CPU when onnxruntime is installed, else torch), "torch" or "onnx" (never imports torch when given an

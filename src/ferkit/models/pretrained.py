@@ -77,7 +77,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or pickled-object files
-        raise ModelError(f"{path} is not a readable weights file (torch.load weights_only=True failed: {exc})") from exc
+        from ferkit.models.checkpoint import unreadable_reason
+
+        # Not torch's message: it advises weights_only=False, the one unsafe thing to do with a foreign file.
+        raise ModelError(f"{path} is not a readable weights file: {unreadable_reason(path, exc)}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
