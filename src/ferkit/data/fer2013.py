@@ -6,20 +6,22 @@
 * The original ``fer2013.csv`` (``emotion,pixels,Usage``), whose codes 0-6 mean angry, disgust, fear, happy,
   sad, surprise, neutral: a different order from the folder release, remapped here onto ``EMOTIONS``.
 
-Both readers return a :class:`RawRead`: decoded arrays plus what was skipped and why. Junk (OS metadata,
-READMEs, non-image files) is skipped and counted; problems with real data (a corrupt image, a bad CSV row,
-an empty class folder) are recorded as issues, which the loader turns into an error under ``strict``.
+Which files are a FER2013 release is decided in ``ferkit.data.detect``. Both readers return a :class:`RawRead`:
+decoded arrays plus what was skipped and why. Junk (OS metadata, READMEs, non-image files) is skipped and
+counted; problems with real data (a corrupt image, a bad CSV row, an empty class folder) are recorded as
+issues, which the loader turns into an error under ``strict``.
 """
 from __future__ import annotations
 
 import csv
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
 
+from ferkit.data.raw import Issue, RawRead
 from ferkit.data.readers import FolderSource, Listing, ZipSource, decode_gray_many
 from ferkit.errors import DataError
 from ferkit.labels import EMOTIONS, EMOTIONS_WITH_CONTEMPT, FER2013_CSV_CODES, canonical_label
@@ -39,35 +41,6 @@ TEST_PREFIXES = (("PublicTest_", "publictest"), ("PrivateTest_", "privatetest"))
 CSV_USAGE = {"training": "train", "publictest": "publictest", "privatetest": "privatetest"}
 CSV_PIXELS = 48 * 48
 
-SUPPORTED_LAYOUTS = (
-    "expected train/ and/or test/ with class sub-folders (the Kaggle FER2013 release, as a folder or .zip), "
-    "or fer2013.csv with columns emotion,pixels,Usage"
-)
-
-
-@dataclass
-class Issue:
-    """A piece of real data that could not be used: skipped normally, fatal with strict=True."""
-
-    id: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.id}: {self.reason}"
-
-
-@dataclass
-class RawRead:
-    images: np.ndarray
-    labels: np.ndarray
-    splits: np.ndarray
-    sources: np.ndarray
-    label_names: tuple[str, ...]
-    junk_skipped: int = 0
-    junk_examples: list[str] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
 
 def is_junk(name: str) -> bool:
     """OS litter and non-image files: skipped and counted, never an error (macOS zips are full of them)."""
@@ -78,35 +51,6 @@ def is_junk(name: str) -> bool:
     if base.lower() in JUNK_NAMES or base.upper().startswith(("README", "LICENSE")):
         return True
     return PurePosixPath(base).suffix.lower() not in IMAGE_EXTENSIONS
-
-
-def _visible_top(listing: Listing, prefix: str) -> tuple[list[str], list[str]]:
-    """Non-junk folders and files directly under ``prefix``."""
-    n = len(prefix)
-    dirs = sorted(d[n:] for d in listing.dirs
-                  if d.startswith(prefix) and "/" not in d[n:] and d[n:] and not is_junk(d[n:] + "/x.jpg"))
-    files = sorted(f[n:] for f in listing.files if f.startswith(prefix) and "/" not in f[n:]
-                   and not PurePosixPath(f).name.startswith(".") and "__MACOSX" not in f)
-    return dirs, files
-
-
-def find_root(listing: Listing, where: str) -> tuple[str, str]:
-    """('images' | 'csv', prefix or csv name). Accepts one wrapper folder, as zips made from a folder have."""
-    candidates = [""]
-    dirs, files = _visible_top(listing, "")
-    if len(dirs) == 1:
-        candidates.append(dirs[0] + "/")
-    for prefix in candidates:
-        sub_dirs, sub_files = _visible_top(listing, prefix)
-        if any(d.lower() in SPLIT_FOLDERS for d in sub_dirs):
-            return "images", prefix
-        csvs = [f for f in sub_files if f.lower().endswith(".csv")]
-        named = [f for f in csvs if "fer2013" in f.lower()]
-        if named or len(csvs) == 1:
-            return "csv", prefix + (named or csvs)[0]
-    found = [d + "/" for d in dirs] + files
-    shown = ", ".join(found[:12]) + (f", ... ({len(found)} entries)" if len(found) > 12 else "")
-    raise DataError(f"{where}: unrecognised dataset layout; {SUPPORTED_LAYOUTS}; found: {shown or 'nothing'}")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,5 +62,9 @@ def apply_overrides(ds: FaceDataset, overrides: str | Path | Overrides) -> tuple
             raise DataError(f"{at}: label {name!r} is not a class of {ds.name}; "
                             f"expected one of {', '.join(ds.label_names)}")
         labels[index[source]] = ds.label_names.index(label)
-    changed = int(np.count_nonzero(labels != ds.labels))
-    return FaceDataset(ds.images, labels, ds.splits, ds.sources, ds.label_names, ds.name), changed
+    changed_rows = labels != ds.labels
+    targets = ds.targets
+    if targets is not None and changed_rows.any():  # a relabelled face's votes no longer hold
+        targets = targets.copy()
+        targets[changed_rows] = np.eye(len(ds.label_names), dtype=targets.dtype)[labels[changed_rows]]
+    return replace(ds, labels=labels, targets=targets), int(np.count_nonzero(changed_rows))
