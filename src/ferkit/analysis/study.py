@@ -350,7 +350,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
         if list(mcfg.labels) != labels:
             raise FerkitError(f"the base {cfg.base} predicts {mcfg.labels} but the dataset is labelled {labels}")
     else:
-        mcfg = model_config_for(base_run, tuple(labels))  # what the base will be once trained
+        mcfg = model_config_for(base_run, tuple(labels), dataset.channels)  # what the base will be once trained
 
     # Plan: what is finished, what is left, and how much work each piece is (for the ETA). Checking the run
     # folders now means a changed setting fails before any training, not after the base.

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.cli.data import DATA_HELP, add_dataset_options, dataset_options
 from ferkit.transforms.views import TTA_MODES
 
 # Flags that map one-to-one onto TrainConfig fields: (flag, type, help).
 _FIELDS = [
     ("model", str, "architecture (see `ferkit models`)"),
     ("input-size", int, "model input side in pixels"),
-    ("in-chans", int, "input channels (1 gray, 3 RGB)"),
+    ("in-chans", int, "input channels: 1 gray, 3 RGB (default: the dataset's)"),
     ("epochs", int, "number of epochs"),
     ("batch-size", int, "batch size (per process under torchrun)"),
     ("optimizer", str, "sgd, adam, adamw or rmsprop"),
@@ -35,7 +36,8 @@ _FIELDS = [
     ("precision", str, "auto, fp32, bf16 or fp16"),
     ("seed", int, "random seed"),
     ("train-split", str, "split to train on"),
-    ("val-split", str, "split to validate and select on ('' for none)"),
+    ("val-split", str, "split to validate and select on (default val: FER2013's publictest), or the share of train to "
+                       "validate on instead, e.g. 0.15 (stratified, seeded, whole subjects together); '' for none"),
     ("pretrained", str, "ImageNet state dict file (torchvision parameter names)"),
     ("finetune", str, "ferkit checkpoint to start from"),
     ("teacher", str, "distil from this checkpoint, shipped model name or ensemble ('none': no teacher)"),
@@ -47,7 +49,7 @@ _FIELDS = [
     ("sam", float, "sharpness-aware minimisation with this radius rho, e.g. 0.05 (0: off); each step costs two "
                    "forward and backward passes"),
     ("freeze", int, "freeze the first N blocks (batch norm stays trainable)"),
-    ("folds", int, "stratified K-fold cross-validation on the training split"),
+    ("folds", int, "K-fold cross-validation on the training split (stratified, a subject's faces in one fold)"),
     ("device", str, "auto, cpu, cuda"),
     ("threads", int, "CPU threads (0: torch default)"),
     ("limit-steps", int, "at most N steps per epoch (smoke runs)"),
@@ -62,7 +64,7 @@ _AUGMENT = [
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model", description="Train a model; writes a run folder with "
                        "best.pt, last.pt, metrics.csv, curves.png and config.json.")
-    p.add_argument("--data", required=True, help="dataset path (FER2013 folder, zip or csv)")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--recipe", help="start from a named recipe: default, fast, baseline, vgg")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -80,6 +82,7 @@ def register(sub) -> None:
     p.add_argument("--drop", help="comma-separated quality filters for the training set: duplicates,leaks,blanks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_dataset_options(p, val_split=False)  # the trainer's own --val-split and --seed take a share too
     p.set_defaults(func=run)
 
 
@@ -109,7 +112,7 @@ def build_config(args: argparse.Namespace):
         values["train_masks"] = [m.strip() for m in args.train_masks.split(",") if m.strip()]
     if args.drop:
         values["drop"] = [d.strip() for d in args.drop.split(",") if d.strip()]
-    cfg = TrainConfig(**values, data=args.data, out=args.out, resume=args.resume,
+    cfg = TrainConfig(**values, data=args.data, data_options=dataset_options(args), out=args.out, resume=args.resume,
                       progress=not args.no_progress, command="ferkit " + shlex.join(sys.argv[1:]))
     aug = {flag: getattr(args, flag) for flag, _ in _AUGMENT if getattr(args, flag) is not None}
     if aug:

@@ -27,6 +27,9 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 100_003 + epoch
 
 
+SOFT_TARGET_MODES = ("crossentropy", "probability")
+
+
 class TrainingBatches:
     """Batches of ``ds`` for this rank, ``steps`` per epoch: (x, y, targets), x augmented, normalised and
     mixed (CutMix/mixup), y the labels, targets the soft targets (mixed, label-smoothed) the loss is taken on."""
@@ -36,6 +39,9 @@ class TrainingBatches:
         self.cfg, self.mcfg, self.ddp, self.device = cfg, mcfg, ddp, device
         self.images = uint8_to_nchw(ds.images).to(device)  # uint8 N x C x H x W
         self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
+        # Vote distributions of a relabelled dataset (FER+), N x K, and how its authors train on them.
+        self.soft = None if ds.targets is None else torch.as_tensor(ds.targets, dtype=torch.float32)
+        self.soft_mode = ds.target_mode
         self.steps = len(self.labels) // (cfg.batch_size * ddp.world)
         if cfg.limit_steps:
             self.steps = min(self.steps, cfg.limit_steps)
@@ -58,11 +64,23 @@ class TrainingBatches:
             if cfg.train_masks or cfg.occlusion > 0:
                 x = apply_occlusion(x, cfg, gen)
             x = normalize(to_input(x, self.mcfg), self.mcfg).contiguous(memory_format=self.memory_format)
-            targets = F.one_hot(y, k).float()
+            targets = self.targets_for(idx, y, gen)
             x, targets = mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob, gen)
             if cfg.label_smoothing:
                 targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
             yield x, y, targets
+
+
+    def targets_for(self, idx: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One-hot labels, or the dataset's soft labels: ``crossentropy`` trains on the vote distribution
+        itself, ``probability`` on one class drawn from it per face and epoch (the FER+ authors' two modes)."""
+        k = self.mcfg.num_classes
+        if self.soft is None:
+            return F.one_hot(y, k).float()
+        votes = self.soft[idx]
+        if self.soft_mode == "probability":
+            return F.one_hot(torch.multinomial(votes, 1, generator=gen).squeeze(1), k).float().to(self.device)
+        return votes.to(self.device)
 
 
 def epoch_order(labels: torch.Tensor, oversample: bool, gen: torch.Generator) -> torch.Tensor:

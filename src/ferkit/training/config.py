@@ -26,7 +26,7 @@ class TrainConfig:
     out: str = "runs/ferkit"
     model: str = "fernet"
     input_size: int = 48
-    in_chans: int = 1
+    in_chans: int = 0  # 0: the dataset's channels (1 for gray faces, 3 for colour)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     batch_size: int = 64  # per process under torchrun
@@ -61,7 +61,10 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     train_split: str = "train"
-    val_split: str = "publictest"
+    # A split name ("val" is FER2013's publictest), a share of train to validate on instead ("0.15": stratified,
+    # seeded, whole subjects together), or "" for no validation.
+    val_split: str = "val"
+    data_options: dict[str, Any] = field(default_factory=dict)  # load_dataset keywords: format, size, colour, ...
     pretrained: str | None = None  # ImageNet state dict file (torchvision names)
     finetune: str | None = None  # ferkit checkpoint to start from
     teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.training.distill)
@@ -163,6 +166,10 @@ def check_config(cfg: TrainConfig, has_val: bool | None = None) -> None:
          "--early-stop, --threads, --freeze and --folds must be 0 or more")
     need(cfg.step_size >= 1 and cfg.plateau_patience >= 1,
          f"--step-size and --plateau-patience count epochs, 1 or more; got {cfg.step_size} and {cfg.plateau_patience}")
+    need(cfg.in_chans in (0, 1, 3), f"--in-chans is 1 (gray), 3 (colour) or 0 (the dataset's); got {cfg.in_chans}")
+    share = val_share(cfg.val_split)
+    need(share is None or 0 < share < 1,
+         f"--val-split is a split name or the share of train to validate on, in (0, 1); got {cfg.val_split}")
     if has_val is None:
         has_val = bool(cfg.val_split) or cfg.folds > 1
     need(cfg.schedule != "plateau" or has_val,
@@ -179,3 +186,11 @@ def check_config(cfg: TrainConfig, has_val: bool | None = None) -> None:
     check_rho(cfg.sam)
     if cfg.device != "auto":
         resolve_device(cfg.device)
+
+
+def val_share(val_split: str) -> float | None:
+    """The share of train to validate on when ``val_split`` is a number ("0.15"), else None (a split name)."""
+    try:
+        return float(val_split)
+    except (TypeError, ValueError):
+        return None

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,8 @@ from ferkit.errors import FerkitError
 from ferkit.inference.torch_backend import view_logits
 from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
-from ferkit.training.batches import TrainingBatches, class_weight_vector, epoch_seed
-from ferkit.training.config import TrainConfig, check_config
+from ferkit.training.batches import SOFT_TARGET_MODES, TrainingBatches, class_weight_vector, epoch_seed
+from ferkit.training.config import TrainConfig, check_config, val_share
 from ferkit.training.distill import Teacher, distill_targets
 from ferkit.training.distributed import distribute, setup_distributed
 from ferkit.training.precision import autocast_dtype, mixed_precision
@@ -55,25 +55,30 @@ class TrainingDiverged(FerkitError):
 def train(cfg: TrainConfig, dataset: FaceDataset | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the summary also written to ``summary.json`` in the run folder."""
     check_config(cfg)
+    share = val_share(cfg.val_split)
     if dataset is None:
         from ferkit.data import load_dataset
 
-        dataset = load_dataset(cfg.data, drop=tuple(cfg.drop))
+        dataset = load_dataset(cfg.data, drop=tuple(cfg.drop), **cfg.data_options)
+    if share:  # carved from the training split: stratified, seeded, whole subjects together
+        from ferkit.data.splits import with_validation_split
+
+        dataset = with_validation_split(dataset, share, seed=cfg.seed)
     if cfg.folds and cfg.folds > 1:
         return train_folds(cfg, dataset)
     train_ds = dataset.split(cfg.train_split)
-    val_ds = dataset.split(cfg.val_split) if cfg.val_split else None
+    val_ds = dataset.split("val" if share else cfg.val_split) if cfg.val_split else None
     return run(cfg, train_ds, val_ds, dataset.label_names)
 
 
 def train_folds(cfg: TrainConfig, dataset: FaceDataset) -> dict[str, Any]:
-    """Stratified K-fold cross-validation on the training split; mean and std of the best fold scores."""
-    from sklearn.model_selection import StratifiedKFold
+    """K-fold cross-validation on the training split (stratified, a subject's faces in one fold); mean and std of
+    the best fold scores."""
+    from ferkit.data.splits import kfold
 
     train_ds = dataset.split(cfg.train_split)
-    folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
     results = []
-    for k, (tr, va) in enumerate(folds.split(np.zeros(len(train_ds)), train_ds.labels), start=1):
+    for k, (tr, va) in enumerate(kfold(train_ds, cfg.folds, seed=cfg.seed), start=1):
         fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "folds": 0, "out": str(Path(cfg.out) / f"fold{k}")})
         log.info("fold %d/%d: %d train, %d validation images", k, cfg.folds, len(tr), len(va))
         results.append(run(fold_cfg, train_ds.subset(tr), train_ds.subset(va), dataset.label_names))
@@ -90,6 +95,12 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     """Train on ``train_ds`` into the run folder ``cfg.out``, validating on ``val_ds`` (None: no validation)
     after every epoch; returns the summary also written to ``summary.json``."""
     check_config(cfg, has_val=val_ds is not None)  # again for callers that bring their own splits
+    if not cfg.in_chans:
+        cfg = replace(cfg, in_chans=train_ds.channels)  # colour datasets train colour models unless told
+    if train_ds.targets is not None and train_ds.target_mode not in SOFT_TARGET_MODES:
+        raise FerkitError(f"the training split's soft labels are in {train_ds.target_mode!r} mode, which the trainer "
+                          f"cannot learn from; read the dataset with --label-mode "
+                          f"{' or '.join(SOFT_TARGET_MODES)} (or majority for hard labels)")
     ddp, device = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -167,10 +178,13 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
 # What the run is made of
 
 
-def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...]) -> ModelConfig:
+def model_config_for(cfg: TrainConfig, label_names: tuple[str, ...], data_channels: int = 1) -> ModelConfig:
+    """The ModelConfig a run's checkpoints carry; ``data_channels`` decides when the run left ``in_chans`` to the
+    dataset (0)."""
+    chans = cfg.in_chans or data_channels
     return ModelConfig(
-        arch=cfg.model, num_classes=len(label_names), in_chans=cfg.in_chans, input_size=cfg.input_size,
-        labels=list(label_names), mean=[cfg.mean] * cfg.in_chans, std=[cfg.std] * cfg.in_chans,
+        arch=cfg.model, num_classes=len(label_names), in_chans=chans, input_size=cfg.input_size,
+        labels=list(label_names), mean=[cfg.mean] * chans, std=[cfg.std] * chans,
         model_kwargs=dict(cfg.model_kwargs), tta=cfg.tta, crop_margin=cfg.crop_margin,
         face_crop=cfg.face_crop,
     )
