@@ -44,6 +44,12 @@ def test_a_share_as_val_split_validates_on_faces_carved_from_train(tmp_path):
     assert summary["selected_on"] == "val_accuracy"
 
 
+def test_a_dataset_without_the_val_split_says_how_to_get_one(tmp_path):
+    ds = _without_val(learnable_dataset(n_train=64, n_val=0, size=24))
+    with pytest.raises(FerkitError, match=r"no 'val' split.*--val-split 0\.15"):
+        train(tiny_config(tmp_path, epochs=1), ds)
+
+
 def test_val_split_must_name_a_split_or_a_share(tmp_path):
     assert val_share("0.15") == 0.15 and val_share("publictest") is None and val_share("") is None
     for bad in ("1.5", "0", "-0.2"):

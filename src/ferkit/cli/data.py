@@ -45,13 +45,13 @@ def add_dataset_options(p: argparse.ArgumentParser, *, val_split: bool = True) -
         g.add_argument("--seed", type=int, default=0, help="seed of --val-split (0)")
 
 
-def dataset_options(args: argparse.Namespace) -> dict:
-    """load_dataset keyword arguments from ``add_dataset_options`` flags."""
+def dataset_options(args: argparse.Namespace, *, val_split: bool = True) -> dict:
+    """load_dataset keyword arguments from ``add_dataset_options`` flags (``val_split`` as given to it)."""
     out = {"format": args.format, "size": args.size, "color": args.color, "fit": args.fit, "classes": args.classes,
            "label_mode": args.label_mode, "variant": args.variant, "emotion_frames": args.emotion_frames,
            "neutral_frames": args.neutral_frames, "columns": args.columns, "codes": args.codes,
            "fer2013_csv": args.fer2013_csv}
-    if getattr(args, "val_split", None):
+    if val_split and getattr(args, "val_split", None):
         out.update(val_split=args.val_split, seed=args.seed)
     return out
 

@@ -112,7 +112,7 @@ def build_config(args: argparse.Namespace):
         values["train_masks"] = [m.strip() for m in args.train_masks.split(",") if m.strip()]
     if args.drop:
         values["drop"] = [d.strip() for d in args.drop.split(",") if d.strip()]
-    cfg = TrainConfig(**values, data=args.data, data_options=dataset_options(args), out=args.out, resume=args.resume,
+    cfg = TrainConfig(**values, data=args.data, data_options=dataset_options(args, val_split=False), out=args.out, resume=args.resume,
                       progress=not args.no_progress, command="ferkit " + shlex.join(sys.argv[1:]))
     aug = {flag: getattr(args, flag) for flag, _ in _AUGMENT if getattr(args, flag) is not None}
     if aug:

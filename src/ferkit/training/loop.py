@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ferkit import __version__
 from ferkit.batching import iter_batches
 from ferkit.data.dataset import FaceDataset
-from ferkit.errors import FerkitError
+from ferkit.errors import DataError, FerkitError
 from ferkit.inference.torch_backend import view_logits
 from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
 from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
@@ -67,7 +67,11 @@ def train(cfg: TrainConfig, dataset: FaceDataset | None = None) -> dict[str, Any
     if cfg.folds and cfg.folds > 1:
         return train_folds(cfg, dataset)
     train_ds = dataset.split(cfg.train_split)
-    val_ds = dataset.split("val" if share else cfg.val_split) if cfg.val_split else None
+    try:
+        val_ds = dataset.split("val" if share else cfg.val_split) if cfg.val_split else None
+    except DataError as exc:  # RAF-DB, CK+, JAFFE ... ship no validation split
+        raise DataError(f"{exc}; validate on a share of train with --val-split 0.15, on another split with "
+                        f"--val-split NAME, or on none with --val-split ''") from None
     return run(cfg, train_ds, val_ds, dataset.label_names)
 
 
