@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper
 
-from ferkit.errors import ModelError
+from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier, resize_matrix
 
@@ -110,7 +110,7 @@ def test_batching_changes_nothing(probe):
     (np.zeros((10, 10), np.uint8), r"got shape \(10, 10\)"),
 ])
 def test_bad_inputs_are_refused(probe, faces, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         probe.predict_proba(faces)
 
 

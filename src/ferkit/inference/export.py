@@ -92,7 +92,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         source = {"source": str(model), "source_sha256": sha256_file(path)}
         out = out or Path.cwd() / f"{Path(str(model)).stem}.onnx"
     if out is None:
-        raise ValueError("give out= when exporting an in-memory model")
+        raise ModelError("give out= when exporting an in-memory model")
     tta = config.tta if tta is None else tta
     check_tta(tta)
     out = Path(out)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.deps import require
-from ferkit.errors import ModelError
+from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
 from ferkit.transforms.views import centre_window, crop_side
@@ -74,11 +74,11 @@ class OnnxClassifier:
 
     def _as_input(self, faces: np.ndarray) -> np.ndarray:
         if faces.dtype != np.uint8:
-            raise ValueError(f"expected uint8 face crops, got {faces.dtype}")
+            raise DataError(f"expected uint8 face crops, got {faces.dtype}")
         if faces.ndim == 3:  # grayscale crops: RGB with equal channels has the same luma
             faces = np.repeat(faces[..., None], 3, axis=3)
         if faces.ndim != 4 or faces.shape[3] != 3:
-            raise ValueError(f"expected N x H x W or N x H x W x 3 faces, got shape {faces.shape}")
+            raise DataError(f"expected N x H x W or N x H x W x 3 faces, got shape {faces.shape}")
         rows, cols = centre_window(faces.shape[1], faces.shape[2], self.face_crop)  # what the model was trained on
         faces = faces[:, rows, cols]
         faces = faces.astype(np.float32)
