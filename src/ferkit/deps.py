@@ -22,9 +22,16 @@ _PACKAGES = {
     "onnxruntime": ("ONNX Runtime", "onnxruntime"),
     "cv2": ("OpenCV", "opencv-python-headless"),
     "PIL": ("Pillow", "pillow"),
+    "fastapi": ("FastAPI", "fastapi"),
+    "uvicorn": ("uvicorn", "uvicorn"),
+    "multipart": ("python-multipart", "python-multipart"),
+    "fastapi_offline": ("fastapi-offline", "fastapi-offline"),
+    "scipy": ("SciPy", "scipy"),
+    "pyarrow": ("pyarrow", "pyarrow"),
 }
 # The extras in pyproject.toml, smallest first: a hint names the smallest one that holds every missing module.
-EXTRAS = {"plot": ("matplotlib",), "train": ("torch", "sklearn", "matplotlib", "onnx")}
+EXTRAS = {"plot": ("matplotlib",), "video": ("scipy",), "serve": ("fastapi", "uvicorn", "multipart", "fastapi_offline"),
+          "train": ("torch", "sklearn", "matplotlib", "onnx")}
 
 
 class MissingDependency(FerkitError):

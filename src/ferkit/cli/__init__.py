@@ -14,8 +14,8 @@ import sys
 from ferkit import __version__
 
 # Order here is the order in `ferkit --help`.
-_VERB_MODULES = ("data", "models", "train", "evaluate", "ensemble", "predict", "download", "export", "explain",
-                 "study")
+_VERB_MODULES = ("data", "models", "train", "evaluate", "ensemble", "predict", "video", "serve", "download", "export",
+                 "explain", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
