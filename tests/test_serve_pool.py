@@ -112,3 +112,21 @@ def test_closing_the_pool_cancels_queued_work(recognizer):
     with pytest.raises(ApiError) as stopped:
         pool.submit(lambda: None)
     assert stopped.value.status == 503
+
+
+def test_freed_heap_is_handed_back_every_few_dozen_images(recognizer, monkeypatch):
+    import ferkit.serve.pool as pool_module
+
+    trims = []
+    monkeypatch.setattr(pool_module, "TRIM_EVERY", 4)
+    monkeypatch.setattr(pool_module, "_trim_heap", lambda: trims.append(1))
+    pool = InferencePool(recognizer, threads=1, queue=16, max_batch=1, max_pixels=10**8)
+    pool.start()
+    try:
+        photo = encoded(128)
+        for f in pool.submit_images([(photo, f"img{i}") for i in range(9)]):
+            f.result(10)
+    finally:
+        pool.close()
+    assert len(trims) == 2  # after the 4th and the 8th image, not the 9th
+
