@@ -51,6 +51,7 @@ import torch
 
 from ferkit.models.checkpoint import ModelConfig, load_checkpoint, load_model, resolve_checkpoint
 from ferkit.data.dataset import FaceDataset
+from ferkit.devices import resolve_device
 from ferkit.errors import FerkitError
 from ferkit.paths import sha256_file
 from ferkit.evaluation.evaluate import evaluate_model
@@ -317,7 +318,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
     t0 = time.perf_counter()
     cfg = cfg.resolved()
     out = Path(cfg.out)
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.batching import iter_batches
 from ferkit.paths import atomic_write
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,8 @@ class Spill:
             return np.ascontiguousarray(images[..., 0])
         path = self.partial.with_suffix(".gray.npy")
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=images.shape[:3])
-        for i in range(0, len(images), 4096):
-            out[i:i + 4096] = images[i:i + 4096, ..., 0]
+        for sl in iter_batches(len(images), 4096):
+            out[sl] = images[sl, ..., 0]
         out.flush()
         return out
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ferkit.batching import iter_batches
 from ferkit.data.dataset import SPLITS, FaceDataset
 from ferkit.errors import DataError
 
@@ -83,7 +84,7 @@ def pixel_hashes(images: np.ndarray) -> list[bytes]:
 def blank_mask(images: np.ndarray, threshold: float = BLANK_STD) -> np.ndarray:
     flat = images.reshape(len(images), -1)
     # Chunked so the float copy stays small on big datasets; float32 is plenty for a threshold of a few levels.
-    stds = [flat[i:i + 4096].std(axis=1, dtype=np.float32) for i in range(0, len(flat), 4096)]
+    stds = [flat[sl].std(axis=1, dtype=np.float32) for sl in iter_batches(len(flat), 4096)]
     return np.concatenate(stds) < threshold if stds else np.zeros(0, bool)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.deps import require
+from ferkit.batching import iter_batches
 from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
@@ -67,9 +68,8 @@ class OnnxClassifier:
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         faces = self._as_input(np.asarray(faces))
         out = np.empty((len(faces), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(faces), self.batch_size):
-            batch = faces[start:start + self.batch_size]
-            out[start:start + len(batch)] = self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: batch})[0]
+        for sl in iter_batches(len(faces), self.batch_size):
+            out[sl] = self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: faces[sl]})[0]
         return out
 
     def _as_input(self, faces: np.ndarray) -> np.ndarray:
