@@ -76,3 +76,16 @@ def label_from_code(code: str, table: str) -> str:
         valid = [str(i) for i, name in enumerate(codes) if name is not None]
         raise DataError(f"label {code!r} is not a {table} code {valid[0]}-{valid[-1]}")
     return codes[int(value)]
+
+
+# BGR colours per emotion, chosen to stay distinguishable on photos; the overlay and the timeline plots share
+# them, so a plot reads like the video it came from.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (0, 200, 255),
+    "neutral": (200, 200, 200), "sad": (200, 120, 40), "surprise": (0, 140, 255), "contempt": (120, 120, 0),
+}
+
+
+def emotion_color(emotion: str | None) -> tuple[int, int, int]:
+    """The BGR colour of an emotion's box, label and bar (white for unknown names and unclassified faces)."""
+    return EMOTION_COLORS.get(emotion or "", (255, 255, 255))
