@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.cli.options import DefaultsHelpFormatter
+
 from ferkit.transforms.views import TTA_MODES
 
 
@@ -16,7 +18,7 @@ def register(sub) -> None:
                     "prediction is the mean of the members' probabilities. The result works everywhere a "
                     "model does (evaluate, predict, explain, export). Members must share input size, "
                     "channels, labels and face crop.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("members", nargs="+", metavar="MODEL", help="checkpoint .pt files or shipped model names")
     p.add_argument("--out", required=True, metavar="FILE", help="the ensemble checkpoint to write")

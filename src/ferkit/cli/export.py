@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.cli.options import DefaultsHelpFormatter
+
 from ferkit.paths import SHIPPED_MODELS
 from ferkit.transforms.views import TTA_MODES
 
@@ -16,7 +18,7 @@ def register(sub) -> None:
         description="Export a shipped model or checkpoint to ONNX. The graph takes uint8 N x S x S x 3 RGB face "
                     "crops and includes normalisation, test-time augmentation, temperature and softmax; the "
                     "model's config is embedded as metadata.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL",
                    help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or checkpoint .pt")

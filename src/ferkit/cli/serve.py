@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ferkit.cli.options import add_recognizer_options
+from ferkit.cli.options import DefaultsHelpFormatter, add_recognizer_options
 
 _SERVE_MODULES = {"fastapi": "FastAPI", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
 
@@ -17,7 +17,7 @@ def register(sub) -> None:
         "serve", help="web page and REST API for photos, webcam and videos",
         description="Serve the ferkit page at / and the REST API at /api/v1 (OpenAPI docs at /docs). Binds to "
                     "127.0.0.1 unless --host says otherwise; the model loads once per worker.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")

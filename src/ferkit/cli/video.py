@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.cli.options import DefaultsHelpFormatter
 from ferkit.transforms.views import TTA_MODES
 
 
@@ -18,7 +19,7 @@ def register(sub) -> None:
         description="Detect and track every face of a video file, folder of frames, camera or stream URL, classify "
                     "its expression in each frame (smoothed over time), and write an annotated video, a timeline "
                     "(one row per face per frame), a per-track summary and a timeline plot.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="a video file, a folder of frames or a stream URL (rtsp://, http://, ...)")
