@@ -113,3 +113,17 @@ def test_multi_target_labels_are_refused_with_the_modes_that_train(tmp_path):
     ds = _voted(learnable_dataset(n_train=32, n_val=16, size=24), "multi_target")
     with pytest.raises(FerkitError, match="--label-mode crossentropy or probability"):
         train(tiny_config(tmp_path, epochs=1), ds)
+
+
+def test_faces_mapped_from_the_cache_are_read_batch_by_batch_not_copied_whole(tmp_path):
+    ds = _colour(learnable_dataset(n_train=64, n_val=16, size=24))
+    np.save(tmp_path / "faces.npy", ds.images)
+    mapped = replace(ds, images=np.load(tmp_path / "faces.npy", mmap_mode="r"))
+    batches = _batches(tmp_path, mapped.split("train"), mixup=0.0, cutmix=0.0)
+    assert batches.images is None  # nothing resident: the mapped file is the store
+    x, y, _ = next(batches.epoch(0))
+    # Labels follow their faces: learnable_dataset paints each face's band at the rows its label names.
+    rows, band = x.mean(dim=(1, 3)), 24 // 7
+    for face_rows, label in zip(rows, y.tolist()):
+        assert face_rows[label * band:(label + 1) * band].mean() > face_rows.mean()
+    assert train(tiny_config(tmp_path / "run", epochs=1), mapped)["epochs_run"] == 1

@@ -1,6 +1,7 @@
 """The training batches: the whole training split resident on the device as one uint8 tensor (FER2013 train is
 66 MB), so a batch is an index into it and augmentation runs as batched tensor ops where the model trains: no
-worker processes, no JPEG decoding per epoch.
+worker processes, no JPEG decoding per epoch. A split memory-mapped from the cache (larger than memory) is read
+batch by batch from the file instead.
 
 Each epoch draws its order from a generator seeded by (seed, epoch), the same on every rank, and its
 augmentation from one seeded by (seed, epoch, rank): a run resumed at any epoch sees exactly the batches of
@@ -37,7 +38,10 @@ class TrainingBatches:
     def __init__(self, cfg: TrainConfig, mcfg: ModelConfig, ds: FaceDataset, device: torch.device,
                  ddp: Distributed):
         self.cfg, self.mcfg, self.ddp, self.device = cfg, mcfg, ddp, device
-        self.images = uint8_to_nchw(ds.images).to(device)  # uint8 N x C x H x W
+        # Faces memory-mapped from the cache (datasets larger than memory, e.g. AffectNet) stay in the file and
+        # are gathered batch by batch; everything else is resident as one uint8 N x C x H x W tensor.
+        self.mapped = ds.images if isinstance(ds.images, np.memmap) else None
+        self.images = None if self.mapped is not None else uint8_to_nchw(ds.images).to(device)
         self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
         # Vote distributions of a relabelled dataset (FER+), N x K, and how its authors train on them.
         self.soft = None if ds.targets is None else torch.as_tensor(ds.targets, dtype=torch.float32)
@@ -58,8 +62,10 @@ class TrainingBatches:
         fill = cfg.mean * 255.0  # random erasing paints mean grey (occlusion masks paint black)
         for step in range(self.steps):
             idx = order[step * bs:(step + 1) * bs]
+            if self.mapped is not None:
+                idx = idx.sort().values  # the batch read from the mapped file front to back
             y = self.labels[idx].to(self.device)
-            x = match_channels(self.images[idx.to(self.device)].float(), self.mcfg.in_chans)
+            x = match_channels(self.faces(idx).float(), self.mcfg.in_chans)
             x = augment(x, cfg.augment, gen, fill=fill)
             if cfg.train_masks or cfg.occlusion > 0:
                 x = apply_occlusion(x, cfg, gen)
@@ -70,6 +76,11 @@ class TrainingBatches:
                 targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
             yield x, y, targets
 
+    def faces(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 B x C x H x W faces of the batch ``idx``, on the training device."""
+        if self.mapped is None:
+            return self.images[idx.to(self.device)]
+        return uint8_to_nchw(np.ascontiguousarray(self.mapped[idx.numpy()])).to(self.device)
 
     def targets_for(self, idx: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One-hot labels, or the dataset's soft labels: ``crossentropy`` trains on the vote distribution
