@@ -39,6 +39,9 @@ def add_dataset_options(p: argparse.ArgumentParser, *, val_split: bool = True) -
     g.add_argument("--codes", default="", metavar="TABLE",
                    help="CSV or class folders with numeric labels: fer2013, affectnet, rafdb, ckplus or expw codes")
     g.add_argument("--fer2013-csv", default="", metavar="CSV", help="FER+: the fer2013.csv its rows follow")
+    g.add_argument("--pca", type=float, metavar="SHARE",
+                   help="rebuild faces from the principal components keeping this share of each channel's variance "
+                        "(e.g. 0.95), stored compressed beside the cache")
     if val_split:
         g.add_argument("--val-split", type=float, metavar="SHARE",
                        help="move this share of train into a val split (stratified, by subject where known)")
@@ -50,7 +53,7 @@ def dataset_options(args: argparse.Namespace, *, val_split: bool = True) -> dict
     out = {"format": args.format, "size": args.size, "color": args.color, "fit": args.fit, "classes": args.classes,
            "label_mode": args.label_mode, "variant": args.variant, "emotion_frames": args.emotion_frames,
            "neutral_frames": args.neutral_frames, "columns": args.columns, "codes": args.codes,
-           "fer2013_csv": args.fer2013_csv}
+           "fer2013_csv": args.fer2013_csv, "pca": args.pca}
     if val_split and getattr(args, "val_split", None):
         out.update(val_split=args.val_split, seed=args.seed)
     return out

@@ -69,6 +69,7 @@ class LoadReport:
     subjects: int = 0  # distinct subjects when the dataset names them (CK+, JAFFE)
     label_mode: str = ""  # FER+
     val_split: float = 0.0
+    pca: dict = field(default_factory=dict)  # variance kept, components per channel, stored share of the bytes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +105,7 @@ def load_dataset_with_report(
     classes: int | str | Iterable[str] | None = None,
     val_split: float | None = None,
     seed: int = 0,
+    pca: float | None = None,
     progress: bool = False,
     **options,
 ) -> tuple[FaceDataset, LoadReport]:
@@ -118,7 +120,8 @@ def load_dataset_with_report(
     multi_target); ``classes`` keeps 7 (no contempt), 8 or the named classes; ``label_overrides`` is a
     ``path,label`` CSV (or a dict); ``drop`` removes ``"duplicates"``, ``"leaks"`` and/or ``"blanks"`` from
     train; ``val_split`` moves that share of train (stratified, by subject where known, seeded by ``seed``)
-    into a ``val`` split.
+    into a ``val`` split; ``pca`` (e.g. 0.95) rebuilds the faces from the principal components that keep that
+    share of each channel's variance, fitted on train and stored beside the cache (``ferkit.data.pca``).
     """
     start = time.perf_counter()
     path = Path(path).expanduser()
@@ -169,6 +172,16 @@ def load_dataset_with_report(
 
         ds = with_validation_split(ds, val_split, seed=seed)
         report.val_split = float(val_split)
+    if pca:
+        from ferkit.data.pca import compress_dataset
+
+        store = None
+        if report.cache_file:
+            # Keyed by exactly these faces: label rules, drops and splits change which ones there are.
+            key = hashlib.blake2b("\n".join(ds.sources.tolist()).encode() + f"|{pca}|{seed}".encode(),
+                                  digest_size=8).hexdigest()
+            store = Path(report.cache_file).with_name(f"{Path(report.cache_file).stem}-pca-{key}.npz")
+        ds, report.pca = compress_dataset(ds, float(pca), store, seed=seed)
     report.n_images = len(ds)
     report.image_shape = list(ds.images.shape[1:])
     report.subjects = len(np.unique(ds.groups)) if ds.groups is not None else 0
