@@ -3,7 +3,7 @@ thread count, on pre-cropped faces at the size the Recognizer crops for the mode
 
     python benchmarks/bench_classify.py [--models default,fast] [--threads 1,2] [--repeats 50]
 
-Issue 4's real-time bar: one face in at most 5 ms, and at least 1,000 faces/s at batch 64 with the faster
+The real-time bar: one face in at most 5 ms, and at least 1,000 faces/s at batch 64 with the faster
 backend. Every cell is the median (best) of the repeats, all measured in one process, one after the other.
 """
 from __future__ import annotations
