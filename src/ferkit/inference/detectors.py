@@ -1,4 +1,4 @@
-"""Face detection, alignment and cropping.
+"""Face detection, and the YuNet model file (alignment and cropping: ``ferkit.inference.align``).
 
 Detectors share one small interface: ``detect(image, color="bgr") -> list[Detection]`` with boxes in the
 input image's pixel coordinates.
