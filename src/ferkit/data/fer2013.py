@@ -73,9 +73,7 @@ def plan_image_tree(listing: Listing, prefix: str, where: str) -> tuple[list[_En
             continue
         rel = name[n:]
         if is_junk(rel):
-            report.junk_skipped += 1
-            if len(report.junk_examples) < 5:
-                report.junk_examples.append(rel)
+            report.skip_junk(rel)
             continue
         parts = rel.split("/")
         top = parts[0].lower()

@@ -58,9 +58,7 @@ def read(ctx: ReadContext, has_splits: bool) -> RawRead:
     used: set[str] = set()
     for rel in ctx.under(""):
         if is_junk(rel):
-            report.junk_skipped += 1
-            if len(report.junk_examples) < 5:
-                report.junk_examples.append(rel)
+            report.skip_junk(rel)
             continue
         parts = rel.split("/")
         if len(parts) <= depth or (has_splits and parts[0].lower() not in SPLIT_FOLDERS):

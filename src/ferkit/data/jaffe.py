@@ -31,7 +31,7 @@ def read(ctx: ReadContext) -> RawRead:
     items: list[Item] = []
     for rel in ctx.under(""):
         if is_junk(rel):
-            report.junk_skipped += 1
+            report.skip_junk(rel)
             continue
         base = rel.rsplit("/", 1)[-1]
         match = PATTERN.match(base)

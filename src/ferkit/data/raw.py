@@ -47,6 +47,12 @@ class RawRead:
         return cls(np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, str), np.empty(0, str),
                    label_names, format=fmt)
 
+    def skip_junk(self, rel: str) -> None:
+        """Count an OS-litter or non-image file, keeping the first few names for the report."""
+        self.junk_skipped += 1
+        if len(self.junk_examples) < 5:
+            self.junk_examples.append(rel)
+
     def exclude(self, reason: str, n: int = 1) -> None:
         self.excluded[reason] = self.excluded.get(reason, 0) + n
 
