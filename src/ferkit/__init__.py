@@ -5,7 +5,7 @@ used). ARCHITECTURE.md in the repository maps the subpackages.
 """
 from __future__ import annotations
 
-import importlib
+from ferkit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -21,7 +21,4 @@ _PUBLIC = {
 __all__ = [*_PUBLIC, "__version__"]
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)

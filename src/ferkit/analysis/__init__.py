@@ -6,7 +6,7 @@ The names below load lazily: importing ``ferkit.analysis`` imports no torch.
 """
 from __future__ import annotations
 
-import importlib
+from ferkit.lazy import lazy_exports
 
 # name -> module that defines it
 _PUBLIC = {
@@ -17,7 +17,4 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'ferkit.analysis' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -8,16 +8,9 @@ self-describing .onnx; ``imageio``: decoding paths, bytes, PIL images and arrays
 """
 from __future__ import annotations
 
-__all__ = ["Recognizer", "FaceResult"]
+from ferkit.lazy import lazy_exports
 
+_PUBLIC = {"Recognizer": "ferkit.inference.recognizer", "FaceResult": "ferkit.inference.results"}
 
-def __getattr__(name: str):
-    if name == "Recognizer":
-        from ferkit.inference.recognizer import Recognizer
-
-        return Recognizer
-    if name == "FaceResult":
-        from ferkit.inference.results import FaceResult
-
-        return FaceResult
-    raise AttributeError(f"module 'ferkit.inference' has no attribute {name!r}")
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

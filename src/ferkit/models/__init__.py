@@ -6,12 +6,9 @@ below load on first use: importing ``ferkit.models.config`` (plain data) does no
 """
 from __future__ import annotations
 
-__all__ = ["create_model", "get_entry", "list_models", "register_model"]
+from ferkit.lazy import lazy_exports
 
+_PUBLIC = {name: "ferkit.models.registry" for name in ("create_model", "get_entry", "list_models", "register_model")}
 
-def __getattr__(name: str):
-    if name in __all__:
-        from ferkit.models import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module 'ferkit.models' has no attribute {name!r}")
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

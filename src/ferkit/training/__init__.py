@@ -14,16 +14,11 @@ The names below are imported on first use, so ``import ferkit.training`` stays c
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ferkit.lazy import lazy_exports
 
-_EXPORTS = {"train": "loop", "run": "loop", "TrainingDiverged": "loop", "TrainConfig": "config",
-            "RECIPES": "config", "check_config": "config"}
+_PUBLIC = {"train": "ferkit.training.loop", "run": "ferkit.training.loop", "TrainingDiverged": "ferkit.training.loop",
+           "TrainConfig": "ferkit.training.config", "RECIPES": "ferkit.training.config",
+           "check_config": "ferkit.training.config"}
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

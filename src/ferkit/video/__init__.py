@@ -27,7 +27,7 @@ outputs that need them.
 """
 from __future__ import annotations
 
-import importlib
+from ferkit.lazy import lazy_exports
 
 _PUBLIC = {
     "analyze": "ferkit.video.pipeline",
@@ -48,7 +48,4 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'ferkit.video' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)
