@@ -47,6 +47,15 @@ def test_several_missing_packages_are_named_together(monkeypatch):
         deps.require("torch", "sklearn", "matplotlib", for_what="evaluation")
 
 
+
+def test_ferkit_serve_without_its_extra_is_one_line_with_the_serve_pip_line(monkeypatch, capsys):
+    from ferkit.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == ("ferkit serve: error: the web server needs uvicorn, which is not "
+                                               "installed: pip install 'ferkit[serve]'")
+
 @pytest.mark.parametrize("modules, command", [
     (["matplotlib"], "pip install 'ferkit[plot]'"),  # the smallest extra that has it
     (["torch"], "pip install 'ferkit[train]'"),

@@ -24,13 +24,13 @@ _PACKAGES = {
     "PIL": ("Pillow", "pillow"),
     "fastapi": ("FastAPI", "fastapi"),
     "uvicorn": ("uvicorn", "uvicorn"),
-    "multipart": ("python-multipart", "python-multipart"),
+    "python_multipart": ("python-multipart", "python-multipart"),
     "fastapi_offline": ("fastapi-offline", "fastapi-offline"),
     "scipy": ("SciPy", "scipy"),
     "pyarrow": ("pyarrow", "pyarrow"),
 }
 # The extras in pyproject.toml, smallest first: a hint names the smallest one that holds every missing module.
-EXTRAS = {"plot": ("matplotlib",), "video": ("scipy",), "serve": ("fastapi", "uvicorn", "multipart", "fastapi_offline"),
+EXTRAS = {"plot": ("matplotlib",), "video": ("scipy",), "serve": ("fastapi", "uvicorn", "python_multipart", "fastapi_offline"),
           "train": ("torch", "sklearn", "matplotlib", "onnx")}
 
 

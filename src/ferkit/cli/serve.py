@@ -9,7 +9,7 @@ import argparse
 
 from ferkit.cli.options import DefaultsHelpFormatter, add_recognizer_options
 
-_SERVE_MODULES = {"fastapi": "FastAPI", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
+_SERVE_MODULES = ("fastapi", "uvicorn", "python_multipart")
 
 
 def register(sub) -> None:
@@ -44,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ferkit import deps
 
-    absent = [name for module, name in _SERVE_MODULES.items() if not deps.available(module)]
-    if absent:
-        raise deps.MissingDependency(f"ferkit serve needs {', '.join(absent)}, which "
-                                     f"{'is' if len(absent) == 1 else 'are'} not installed: pip install 'ferkit[serve]'")
+    deps.require(*_SERVE_MODULES, for_what="the web server")
     from ferkit.serve.app import run_server
     from ferkit.serve.settings import TOKEN_ENV, ServeSettings
 
