@@ -261,3 +261,19 @@ def test_opencv_threads_are_restored_after_a_run(clip):
     before = cv2.getNumThreads()
     analyze(clip, recognizer(), max_frames=3)
     assert cv2.getNumThreads() == before
+
+
+def test_a_carried_box_that_left_the_frame_does_not_shift_the_other_faces_probabilities(clip):
+    from ferkit.inference.detectors import Detection
+    from ferkit.video.sources import Frame
+
+    stream = recognizer().stream(clip)
+    image = np.zeros((150, 200, 3), np.uint8)
+    image[20:50, 80:110] = 255  # one bright face in the frame: the classifier says happy
+    # The tracker carries two boxes: one that moved past the right edge (dark when cropped), then the bright one.
+    stream.tracker.predict = lambda index: [(1, Detection((300.0, 20.0, 30.0, 30.0), 0.9)),
+                                            (2, Detection((80.0, 20.0, 30.0, 30.0), 0.9))]
+    (frame,) = stream._process([(Frame(0, 0.0, image), None)])
+    assert [f.track_id for f in frame.faces] == [2]  # the box outside the frame is not reported
+    assert frame.faces[0].emotion == "happy"
+    stream.close()

@@ -125,9 +125,12 @@ class Recognizer:
     def _predict_prepared(self, images: Sequence[np.ndarray], colors: Sequence[str]) -> list[list[FaceResult]]:
         return [[face for face, _, _ in faces] for faces in self._predict_detailed(images, colors)]
 
-    def _predict_detailed(self, images: Sequence[np.ndarray], colors: Sequence[str]
-                          ) -> list[list[tuple[FaceResult, Detection, np.ndarray | None]]]:
-        detections = [self.detector.detect(im, c) for im, c in zip(images, colors)]
+    def classify_detections(self, images: Sequence[np.ndarray], colors: Sequence[str],
+                            detections: Sequence[Sequence[Detection]]
+                            ) -> tuple[list[list[np.ndarray | None]], list[list[np.ndarray | None]]]:
+        """Probabilities and the RGB crop classified for each detection of each image (None for faces under
+        ``min_face``), every face of every image in one batched pass. The video pipeline calls this with the
+        tracker's boxes; ``predict`` with the detector's."""
         # Crops at the classifier's crop size: a model trained on the centre of each face (face_crop < 1)
         # then sees that centre at its native resolution, as it did in training.
         size = self.classifier.crop_size
@@ -145,6 +148,12 @@ class Recognizer:
             batch = np.concatenate(crops)
             for (i, j), crop, p in zip(owners, batch, self.classifier.predict_proba(batch)):
                 probs[i][j], seen[i][j] = p, crop
+        return probs, seen
+
+    def _predict_detailed(self, images: Sequence[np.ndarray], colors: Sequence[str]
+                          ) -> list[list[tuple[FaceResult, Detection, np.ndarray | None]]]:
+        detections = [self.detector.detect(im, c) for im, c in zip(images, colors)]
+        probs, seen = self.classify_detections(images, colors, detections)
         return [
             [(self._result(d, im.shape, p), d, crop) for d, p, crop in zip(dets, ps, cs)]
             for im, dets, ps, cs in zip(images, detections, probs, seen)

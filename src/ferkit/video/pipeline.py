@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from ferkit.inference.align import crop_faces
 from ferkit.inference.detectors import Detection
 from ferkit.inference.results import FaceResult
 from ferkit.video.smoothing import DEFAULT_ALPHA, Smoother, make_smoother
@@ -365,37 +364,28 @@ class VideoStream:
 
     def _process(self, batch: list[tuple[Frame, list[Detection] | None]]) -> list[VideoFrame]:
         rec = self.recognizer
-        size = rec.classifier.crop_size
-        plans: list[tuple[Frame, bool, list[tuple[int, Detection]], list[int]]] = []
-        crops: list[np.ndarray] = []
+        tracked_faces: list[list[tuple[int, Detection]]] = []
         for frame, found in batch:
             if found is not None:
                 ids = self.tracker.update(found, frame.index)
                 self.smoother.forget(self.tracker.removed)
-                faces = list(zip(ids, found))
+                tracked_faces.append(list(zip(ids, found)))
             else:
-                faces = self.tracker.predict(frame.index)
-            big = [k for k, (_, d) in enumerate(faces) if min(d.box[2], d.box[3]) >= rec.min_face]
-            if big:
-                cut = crop_faces(frame.image, [faces[k][1] for k in big], size, rec.crop_margin, rec.align)
-                crops.append(cut[..., ::-1])  # the classifiers take RGB
-            plans.append((frame, found is not None, faces, big))
-        # Every face of every frame of the batch in one forward pass.
-        probs = rec.classify(np.concatenate(crops)) if crops else np.empty((0, len(rec.labels)), np.float32)
-        out, at = [], 0
+                tracked_faces.append(self.tracker.predict(frame.index))
+        # Every face of every frame of the batch in one forward pass (frames are BGR).
+        probs, _ = rec.classify_detections([f.image for f, _ in batch], ["bgr"] * len(batch),
+                                           [[d for _, d in faces] for faces in tracked_faces])
+        out = []
         labels = rec.labels
-        for frame, detect, faces, big in plans:
+        for (frame, found), faces, frame_probs in zip(batch, tracked_faces, probs):
             h, w = frame.image.shape[:2]
             tracked = []
-            classified = set(big)
-            for k, (tid, det) in enumerate(faces):
+            for (tid, det), p in zip(faces, frame_probs):
                 box = _clip(det.box, w, h)
                 if box is None:  # a carried box that left the frame
                     continue
                 landmarks = None if det.landmarks is None else tuple((float(x), float(y)) for x, y in det.landmarks)
-                if k in classified:
-                    p = probs[at]
-                    at += 1
+                if p is not None:
                     s = self.smoother.update(tid, p, frame.index)
                     raw = dict(zip(labels, map(float, p)))
                     smooth = dict(zip(labels, map(float, s)))
@@ -404,7 +394,7 @@ class VideoStream:
                 else:
                     face = TrackedFace(tid, box, float(det.score), landmarks, None, {}, None, {})
                 tracked.append(face)
-            out.append(VideoFrame(frame.index, frame.time_s, tracked, detect, self.dropped, frame.image))
+            out.append(VideoFrame(frame.index, frame.time_s, tracked, found is not None, self.dropped, frame.image))
         return out
 
 
