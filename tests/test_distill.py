@@ -53,6 +53,40 @@ def test_a_student_learns_from_the_teacher_when_the_labels_are_noise(tmp_path, d
     assert "teacher_share" not in next(csv.DictReader(open(tmp_path / "alone" / "run" / "metrics.csv")))
 
 
+def test_a_fixed_teacher_labels_each_face_once_and_a_resumed_run_reuses_its_labels(tmp_path, data, teacher_ckpt):
+    noisy = scrambled(data)
+    cfg = tiny(tmp_path / "fixed", epochs=3, optimizer="adam", lr=3e-3, teacher=str(teacher_ckpt), distill=1.0,
+               teacher_tta="flip", teacher_mode="fixed")
+    taught = train(cfg, noisy)
+    assert taught["best_val_accuracy"] > 0.6  # the fixed labels carry the truth the shuffled ones lost
+    run = tmp_path / "fixed" / "run"
+    with np.load(run / "teacher_probs.npz") as stored:
+        probs = stored["probs"]
+    n_train = int((data.splits == "train").sum())
+    assert probs.shape == (n_train, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # They are the teacher's own flip-averaged probabilities for the clean training faces, in order.
+    model, tcfg = load_model(teacher_ckpt)
+    expected = classify(model, data.images[data.splits == "train"][:16], tcfg, tta="flip")
+    assert np.allclose(probs[:16], expected, atol=2e-2)
+    assert "teacher_share" not in next(csv.DictReader(open(run / "metrics.csv")))  # no teacher in the steps
+    # A resumed run takes the stored labels instead of paying for the teacher's views again.
+    from ferkit.training import distill
+
+    calls = []
+    original = distill.Teacher.__call__
+    distill.Teacher.__call__ = lambda self, x: calls.append(1) or original(self, x)
+    try:
+        train(replace(cfg, epochs=4, resume=True), noisy)
+    finally:
+        distill.Teacher.__call__ = original
+    assert calls == []
+
+
+def test_an_unknown_teacher_mode_is_refused(tmp_path, data, teacher_ckpt):
+    with pytest.raises(FerkitError, match="--teacher-mode"):
+        train(tiny(tmp_path / "bad", teacher=str(teacher_ckpt), teacher_mode="offline"), data)
+
+
 def test_targets_blend_labels_and_teacher_and_stay_distributions():
     labels = torch.eye(3)[[0, 1, 2]]
     teacher = torch.softmax(torch.randn(3, 3), 1)

@@ -43,6 +43,8 @@ _FIELDS = [
     ("teacher", str, "distil from this checkpoint, shipped model name or ensemble ('none': no teacher)"),
     ("distill", float, "with --teacher: the teacher's share of each target (0-1, default 0.5)"),
     ("teacher-tta", str, f"with --teacher: TTA the teacher averages over ({', '.join(TTA_MODES)})"),
+    ("teacher-mode", str, "with --teacher: online (it sees each augmented batch, default) or fixed (it labels "
+                          "every training face once, unaugmented: for a teacher TTA dearer than a training step)"),
     ("ema", float, "keep an average of the weights with this decay per step, e.g. 0.9995 (0: off); best.pt holds it"),
     ("swa", int, "stochastic weight averaging: average the weights at the end of each of the last N epochs "
                  "(give them a constant --schedule); best.pt holds the average (0: off)"),

@@ -46,6 +46,8 @@ class TrainingBatches:
         # Vote distributions of a relabelled dataset (FER+), N x K, and how its authors train on them.
         self.soft = None if ds.targets is None else torch.as_tensor(ds.targets, dtype=torch.float32)
         self.soft_mode = ds.target_mode
+        self.teacher: torch.Tensor | None = None  # fixed teacher probabilities, N x K (set_teacher)
+        self.teacher_weight = 0.0
         self.steps = len(self.labels) // (cfg.batch_size * ddp.world)
         if cfg.limit_steps:
             self.steps = min(self.steps, cfg.limit_steps)
@@ -76,6 +78,14 @@ class TrainingBatches:
                 targets = targets * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
             yield x, y, targets
 
+    def set_teacher(self, probs: torch.Tensor, weight: float) -> None:
+        """Blend a fixed teacher's probabilities (one row per training face) into every target with ``weight``,
+        before CutMix mixes the targets and label smoothing flattens them."""
+        if probs.shape != (len(self.labels), self.mcfg.num_classes):
+            raise FerkitError(f"teacher probabilities of shape {tuple(probs.shape)} for {len(self.labels)} faces "
+                              f"and {self.mcfg.num_classes} classes")
+        self.teacher, self.teacher_weight = probs.float(), weight
+
     def faces(self, idx: torch.Tensor) -> torch.Tensor:
         """uint8 B x C x H x W faces of the batch ``idx``, on the training device."""
         if self.mapped is None:
@@ -85,6 +95,13 @@ class TrainingBatches:
     def targets_for(self, idx: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One-hot labels, or the dataset's soft labels: ``crossentropy`` trains on the vote distribution
         itself, ``probability`` on one class drawn from it per face and epoch (the FER+ authors' two modes)."""
+        targets = self.label_targets(idx, y, gen)
+        if self.teacher is None:
+            return targets
+        w = self.teacher_weight
+        return targets * (1.0 - w) + self.teacher[idx].to(self.device) * w
+
+    def label_targets(self, idx: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         k = self.mcfg.num_classes
         if self.soft is None:
             return F.one_hot(y, k).float()

@@ -9,7 +9,7 @@ from ferkit.devices import resolve_device
 from ferkit.errors import FerkitError
 from ferkit.models import get_entry
 from ferkit.training.averaging import check_decay, check_swa
-from ferkit.training.distill import check_weight
+from ferkit.training.distill import check_mode, check_weight
 from ferkit.training.sam import check_rho
 from ferkit.transforms.augment import AugmentConfig
 from ferkit.transforms.occlusion import check_mask
@@ -70,6 +70,7 @@ class TrainConfig:
     teacher: str | None = None  # distil from this checkpoint, shipped name or ensemble (ferkit.training.distill)
     distill: float = 0.5  # the teacher's share of each training target
     teacher_tta: str = "none"  # TTA the teacher averages over (flip doubles its cost)
+    teacher_mode: str = "online"  # online: it sees each augmented batch; fixed: it labels each clean face once
     ema: float = 0.0  # decay per step of an average of the weights that best.pt then holds (0: off)
     swa: int = 0  # average the weights of the last N epochs' ends equally (best.pt holds the average; 0: off)
     sam: float = 0.0  # sharpness-aware minimisation radius rho (ferkit.training.sam; 0: off, doubles the cost of a step)
@@ -181,6 +182,7 @@ def check_config(cfg: TrainConfig, has_val: bool | None = None) -> None:
     if cfg.teacher:
         check_tta(cfg.teacher_tta, "--teacher-tta")
         check_weight(cfg.distill)
+        check_mode(cfg.teacher_mode)
     check_decay(cfg.ema)
     check_swa(cfg.epochs, cfg.swa, cfg.ema)
     check_rho(cfg.sam)

@@ -6,11 +6,24 @@ Its probabilities are temperature-scaled as its checkpoint says (a shipped model
 and the training target becomes ``(1 - weight) * labels + weight * teacher``::
 
     ferkit train --data fer2013.zip --recipe fast --teacher default --distill 0.5 --out runs/fast-kd
+
+A teacher whose test-time augmentation costs more than the student's whole step (``default``'s ten
+``flip_shift`` views are about nine training steps' worth) runs in ``fixed`` mode instead: it labels every
+training face once, unaugmented, averaged over its TTA views, and those probabilities stand in for the labels'
+share of the targets in every epoch (mixed by CutMix with the labels they belong to). That is how a TTA's
+accuracy is distilled into a student that needs no TTA::
+
+    ferkit train --data fer2013.zip --recipe default --teacher default --teacher-tta flip_shift \
+        --teacher-mode fixed --tta none --out runs/default-kd
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ferkit.models.checkpoint import ModelConfig, load_model
@@ -64,6 +77,44 @@ class Teacher:
         with mixed_precision(self.device, self.amp_dtype):
             logits = predict_logits(self.model, x, self.tta)
         return torch.softmax(logits.float() / self.config.temperature, dim=1)
+
+
+TEACHER_MODES = ("online", "fixed")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in TEACHER_MODES:
+        raise FerkitError(f"unknown --teacher-mode {mode!r}; choose online (the teacher sees each augmented batch) "
+                          f"or fixed (it labels every training face once, unaugmented)")
+
+
+def fixed_teacher_probs(teacher: Teacher, faces: Iterable[torch.Tensor], n: int, cache: Path | None = None,
+                        key: str = "", progress: bool = False) -> torch.Tensor:
+    """The teacher's probabilities (n x classes) for ``faces``, the training split's clean, preprocessed batches
+    in order. Kept in ``cache`` (the run folder) under ``key``, so a resumed run reuses them instead of paying
+    for the teacher's views again."""
+    meta = {"key": key, "n": n}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            if str(stored["digest"]) == digest and stored["probs"].shape[0] == n:
+                return torch.from_numpy(stored["probs"])
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=n, desc="teacher labels", unit="face", disable=not progress, leave=False) as bar:
+        for x in faces:
+            parts.append(teacher(x).cpu())
+            bar.update(len(x))
+    probs = torch.cat(parts) if parts else torch.empty(0)
+    if probs.shape[0] != n:
+        raise FerkitError(f"the teacher labelled {probs.shape[0]} faces of {n}")
+    if cache is not None:
+        from ferkit.paths import atomic_write
+
+        with atomic_write(cache) as f:
+            np.savez(f, probs=probs.numpy(), digest=np.array(digest))
+    return probs
 
 
 def check_weight(weight: float) -> None:

@@ -37,7 +37,7 @@ from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, 
 from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
 from ferkit.training.batches import SOFT_TARGET_MODES, TrainingBatches, class_weight_vector, epoch_seed
 from ferkit.training.config import TrainConfig, check_config, val_share
-from ferkit.training.distill import Teacher, distill_targets
+from ferkit.training.distill import Teacher, distill_targets, fixed_teacher_probs
 from ferkit.training.distributed import distribute, setup_distributed
 from ferkit.training.precision import autocast_dtype, mixed_precision
 from ferkit.training.sam import SharpnessAware, frozen_batchnorm_statistics
@@ -118,6 +118,12 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     if cfg.compile:
         parts.train_model = torch.compile(parts.train_model)
     batches = TrainingBatches(cfg, mcfg, train_ds, device, ddp)
+    if parts.teacher is not None and cfg.teacher_mode == "fixed":
+        batches.set_teacher(fixed_teacher_probs(
+            parts.teacher, clean_batches(train_ds, mcfg, device), len(train_ds), cache=out / "teacher_probs.npz",
+            key=f"{cfg.teacher}|{cfg.teacher_tta}|{cfg.data}|{cfg.train_split}|{cfg.val_split}|{cfg.drop}", progress=cfg.progress and ddp.main),
+            cfg.distill)
+        parts.teacher = None  # its work is done: the steps take its probabilities from the batches
     steps = batches.steps
     select_key = selection_key(cfg, val_ds is not None)
     if ddp.main:
