@@ -1,18 +1,21 @@
-"""End-to-end face pipeline benchmark: ferkit (torch and ONNX Runtime backends) against the `fer` package.
+"""End-to-end face pipeline benchmark: ferkit (ONNX Runtime and optionally torch backends) against the `fer` package.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_predict.py \
+    python benchmarks/bench_predict.py --threads 1,2 \
         --detector-model ../shared/models/face_detection_yunet_2023mar.onnx \
         --photos ../shared/media/photos --fer-python /tmp/fervenv/bin/python
 
-Measures, on 640 x 480 frames made from the photos (letterboxed): end-to-end latency per frame with one face
-and with five faces; classifier throughput on pre-cropped faces at batch 1 and batch 64; cold start (a fresh
-process: import + model load + first prediction). `fer` runs in its own virtualenv (it needs TensorFlow):
-`python3 -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install fer` (see BENCHMARKS.md for the exact set that
-installs); this file re-runs itself there with `--worker fer`, so it imports only the standard library at the
-top. Without `--fer-python` only ferkit is measured.
+Measures, on 640 x 480 frames made from the photos (letterboxed): end-to-end latency per frame with one, two
+and five faces; classifier throughput on pre-cropped faces at batch 1 and batch 64; cold start (a fresh
+process: import + model load + first prediction). Every thread count in --threads is measured for every
+pipeline in the same run (torch, OpenCV, ONNX Runtime and TFLite each limited to that many threads). `fer`
+runs in its own virtualenv (it needs TensorFlow): see BENCHMARKS.md for the exact set that installs; this file
+re-runs itself there with `--worker fer`, so it imports only the standard library at the top. Without
+`--fer-python` only ferkit is measured.
 
---model defaults to the shipped "default" model, or a seeded untrained --arch checkpoint when it is not there
-(latency depends only on the architecture, not on the weights).
+The ferkit rows: the default pipeline exactly as `Recognizer()` builds it (YuNet, the model's ONNX twin with
+its shipped TTA), plus one row per extra --tta (e.g. `flip_shift`, the accurate offline setting), and with
+--torch / --haar the torch backend and the Haar fallback. --model defaults to the shipped "default" model, or
+a seeded untrained --arch checkpoint when it is not there (latency depends only on the architecture).
 """
 from __future__ import annotations
 
@@ -27,10 +30,10 @@ from pathlib import Path
 
 from timing import timed
 
-ONE_FACE = "single_face.jpg"
-FIVE_FACES = "multi_face.jpg"
+PHOTOS = {"1": "single_face.jpg", "2": "two_people.jpg", "5": "multi_face.jpg"}  # faces in the frame -> photo
 FRAME = (640, 480)
 FER_NAME = "fer (haar + tflite)"
+DEFAULT_NAME = "ferkit default"
 
 
 def per_second(n: int, ms: list[float]) -> list[float]:
@@ -38,11 +41,11 @@ def per_second(n: int, ms: list[float]) -> list[float]:
 
 
 def make_frames(photos: Path, out: Path) -> None:
-    """Letterbox the one-face and five-face photos into 640 x 480 BGR frames (saved as .npy for the worker)."""
+    """Letterbox each photo into a 640 x 480 BGR frame (saved as .npy for the worker)."""
     import cv2
     import numpy as np
 
-    for name, key in ((ONE_FACE, "one"), (FIVE_FACES, "five")):
+    for key, name in PHOTOS.items():
         img = cv2.imread(str(photos / name))
         h, w = img.shape[:2]
         s = min(FRAME[0] / w, FRAME[1] / h)
@@ -53,33 +56,48 @@ def make_frames(photos: Path, out: Path) -> None:
         np.save(out / f"{key}.npy", frame)
 
 
+def load_frames(folder: Path) -> dict:
+    import numpy as np
+
+    return {key: np.load(folder / f"{key}.npy") for key in PHOTOS}
+
+
+def measure(predict, frames: dict, repeats: int) -> dict:
+    """faces found and [median, best] ms per frame, for every frame."""
+    return {"faces_found": {k: len(predict(f)) for k, f in frames.items()},
+            "frame_ms": {k: timed(lambda f=f: predict(f), repeats) for k, f in frames.items()}}
+
+
 # --------------------------------------------------------------------------------------------------------------
 # ferkit
 
 
-def bench_ferkit(args, frames: Path, model: str, onnx_path: str) -> list[dict]:
+def bench_ferkit(args, folder: Path, model: str, onnx_paths: dict[str, str], threads: int) -> list[dict]:
     import cv2
     import numpy as np
-    import torch
 
     from ferkit import Recognizer
     from ferkit.inference.onnx_backend import OnnxClassifier
 
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    one, five = (np.load(frames / f"{k}.npy") for k in ("one", "five"))
+    cv2.setNumThreads(threads)
+    frames = load_frames(folder)
+    setups = [(DEFAULT_NAME if tta == "shipped" else f"ferkit --tta {tta}",
+               lambda path=path: dict(model=OnnxClassifier(path, threads=threads), detector="yunet"))
+              for tta, path in onnx_paths.items()]
+    if args.torch:
+        def torch_setup():
+            import torch
+
+            torch.set_num_threads(threads)
+            return dict(model=model, detector="yunet", backend="torch")
+        setups.append(("ferkit yunet + torch", torch_setup))
+    if args.haar:
+        setups.append(("ferkit haar + onnx", lambda: dict(model=OnnxClassifier(onnx_paths["shipped"], threads=threads),
+                                                          detector="haar")))
     rows = []
-    setups = [
-        ("ferkit yunet + torch", dict(model=model, detector="yunet", backend="torch")),
-        ("ferkit yunet + onnx", dict(model=OnnxClassifier(onnx_path, threads=args.threads), detector="yunet")),
-        ("ferkit haar + onnx", dict(model=OnnxClassifier(onnx_path, threads=args.threads), detector="haar")),
-    ]
-    for name, kw in setups:
-        rec = Recognizer(device="cpu", detector_model=args.detector_model, **kw)
-        n1, n5 = len(rec.predict(one)), len(rec.predict(five))
-        row = {"name": name, "faces_found": [n1, n5],
-               "frame_1_face_ms": timed(lambda: rec.predict(one), args.repeats),
-               "frame_5_faces_ms": timed(lambda: rec.predict(five), args.repeats)}
+    for name, kwargs in setups:
+        rec = Recognizer(device="cpu", detector_model=args.detector_model, **kwargs())
+        row = {"name": name, "threads": threads, "tta": rec.classifier.tta, **measure(rec.predict, frames, args.repeats)}
         if "haar" not in name:
             crops = np.random.default_rng(0).integers(0, 256, (64, rec.classifier.input_size,
                                                                rec.classifier.input_size, 3), np.uint8)
@@ -102,7 +120,7 @@ def cold_start(python: str, code: str, threads: int) -> float:
 # fer (runs in fer's own virtualenv)
 
 
-def fer_worker(frames: Path, repeats: int, threads: int) -> None:
+def fer_worker(folder: Path, repeats: int, threads: int) -> None:
     import logging
 
     import cv2
@@ -113,13 +131,9 @@ def fer_worker(frames: Path, repeats: int, threads: int) -> None:
     from fer.fer import FER
 
     det = FER()  # its defaults: Haar cascade, quantised TFLite model, offsets (10, 10)
-    one, five = (np.load(frames / f"{k}.npy") for k in ("one", "five"))
     faces = (np.random.default_rng(0).random((64, 64, 64), dtype=np.float32) - 0.5) * 2  # its input: 64x64 in [-1, 1]
     row = {
-        "name": FER_NAME,
-        "faces_found": [len(det.detect_emotions(one)), len(det.detect_emotions(five))],
-        "frame_1_face_ms": timed(lambda: det.detect_emotions(one), repeats),
-        "frame_5_faces_ms": timed(lambda: det.detect_emotions(five), repeats),
+        "name": FER_NAME, "threads": threads, **measure(det.detect_emotions, load_frames(folder), repeats),
         # fer classifies one face per interpreter call whatever the batch; batch 64 is its own batch API.
         "batch1_faces_per_s": per_second(1, timed(lambda: det._classify_emotions(faces[:1]), repeats * 3)),
         "batch64_faces_per_s": per_second(64, timed(lambda: det._classify_emotions(faces), repeats)),
@@ -136,16 +150,20 @@ def main() -> None:
     p.add_argument("--detector-model", default=None, help="YuNet ONNX file (else ferkit's cache)")
     p.add_argument("--model", default=None, help="checkpoint or shipped model name (default: 'default')")
     p.add_argument("--arch", default="baseline_cnn", help="architecture of the seeded stand-in checkpoint")
+    p.add_argument("--tta", default="", help="comma-separated extra TTA modes measured beside the shipped one")
+    p.add_argument("--torch", action="store_true", help="also measure the torch backend")
+    p.add_argument("--haar", action="store_true", help="also measure the Haar fallback detector")
     p.add_argument("--fer-python", default=None, help="python of a virtualenv with `fer` installed")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", default="1", help="comma-separated thread counts, each measured (e.g. 1,2)")
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--json-out", type=Path, default=None)
     p.add_argument("--worker", choices=("fer",), help=argparse.SUPPRESS)
     p.add_argument("--frames", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    thread_counts = [int(t) for t in str(args.threads).split(",") if t]
     if args.worker == "fer":
-        return fer_worker(args.frames, args.repeats, args.threads)
+        return fer_worker(args.frames, args.repeats, thread_counts[0])
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -153,18 +171,27 @@ def main() -> None:
         model, label = resolve_model(args, tmp)
         from ferkit.inference.export import export_onnx
 
-        onnx_path = str(export_onnx(model, tmp / "model.onnx"))
-        rows = bench_ferkit(args, tmp, model, onnx_path)
-        if args.fer_python:
-            out = subprocess.run([args.fer_python, __file__, "--worker", "fer", "--frames", str(tmp),
-                                  "--repeats", str(args.repeats), "--threads", str(args.threads)],
-                                 check=True, capture_output=True, text=True,
-                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                      "TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"})
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(out.stdout.strip().splitlines()[-1], file=sys.stderr)
-        cold = {} if args.skip_cold else cold_starts(args, tmp, model, onnx_path)
+        onnx_paths = {"shipped": str(export_onnx(model, tmp / "model.onnx"))}
+        for tta in filter(None, args.tta.split(",")):
+            onnx_paths[tta] = str(export_onnx(model, tmp / f"model-{tta}.onnx", tta=tta))
+        rows = []
+        for threads in thread_counts:  # ferkit then fer at each thread count: side by side under the same load
+            rows += bench_ferkit(args, tmp, model, onnx_paths, threads)
+            if args.fer_python:
+                rows.append(run_fer(args, tmp, threads))
+        cold = {} if args.skip_cold else cold_starts(args, tmp, model, onnx_paths["shipped"], thread_counts[0])
     report(rows, cold, label, args)
+
+
+def run_fer(args, folder: Path, threads: int) -> dict:
+    out = subprocess.run([args.fer_python, __file__, "--worker", "fer", "--frames", str(folder),
+                          "--repeats", str(args.repeats), "--threads", str(threads)],
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": str(threads),
+                              "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"})
+    line = out.stdout.strip().splitlines()[-1]
+    print(line, file=sys.stderr)
+    return json.loads(line)
 
 
 def resolve_model(args, tmp: Path) -> tuple[str, str]:
@@ -184,22 +211,22 @@ def resolve_model(args, tmp: Path) -> tuple[str, str]:
     return str(path), f"untrained seeded {args.arch} (the shipped default is not there yet)"
 
 
-def cold_starts(args, tmp: Path, model: str, onnx_path: str) -> dict[str, float]:
+def cold_starts(args, tmp: Path, model: str, onnx_path: str, threads: int) -> dict[str, float]:
     image = str(Path(__file__).resolve().parents[1] / "src/ferkit/assets/grace_hopper.jpg")
     det = f"detector='yunet', detector_model={args.detector_model!r}"
     recognizer = "from ferkit import Recognizer; Recognizer(model={!r}, {}, {}).predict({!r})"
     out = {
         "ferkit torch": cold_start(sys.executable, recognizer.format(model, det, "backend='torch'", image),
-                                   args.threads),
+                                   threads),
         "ferkit onnx": cold_start(sys.executable, recognizer.format(onnx_path, det, "backend='onnx'", image),
-                                  args.threads),
+                                  threads),
     }
     if "/" not in model:  # a shipped model: what Recognizer(model=NAME) does by default (backend="auto")
         out["ferkit auto"] = cold_start(sys.executable, recognizer.format(model, det, "backend='auto'", image),
-                                        args.threads)
+                                        threads)
     if args.fer_python:
         out["fer"] = cold_start(args.fer_python, f"import cv2; from fer.fer import FER; "
-                                f"FER().detect_emotions(cv2.imread({image!r}))", args.threads)
+                                f"FER().detect_emotions(cv2.imread({image!r}))", threads)
     print(json.dumps({"cold_start_s": out}), file=sys.stderr)
     return out
 
@@ -211,23 +238,25 @@ def report(rows: list[dict], cold: dict[str, float], label: str, args) -> None:
     def rate(v: list[float] | None) -> str:
         return "-" if v is None else f"{v[0]:,.0f} ({v[1]:,.0f})"
 
-    print(f"model: {label}; {args.threads} thread(s); median (best) of {args.repeats} runs\n")
-    print("| pipeline | faces found (1-face, 5-face frame) | 640x480, 1 face (ms) | 640x480, 5 faces (ms) "
-          "| classify batch 1 (faces/s) | classify batch 64 (faces/s) |")
-    print("|---|---|---|---|---|---|")
+    keys = list(PHOTOS)
+    print(f"model: {label}; median (best) of {args.repeats} runs\n")
+    print("| pipeline | TTA | threads | faces found (" + ", ".join(f"{k}-face" for k in keys) + " frame) | "
+          + " | ".join(f"640x480, {k} face{'s' * (k != '1')} (ms)" for k in keys)
+          + " | classify batch 1 (faces/s) | classify batch 64 (faces/s) |")
+    print("|---|---|---:|---|" + "---:|" * (len(keys) + 2))
     for r in rows:
-        print(f"| {r['name']} | {r['faces_found'][0]}, {r['faces_found'][1]} | {ms(r['frame_1_face_ms'])} "
-              f"| {ms(r['frame_5_faces_ms'])} | {rate(r.get('batch1_faces_per_s'))} "
-              f"| {rate(r.get('batch64_faces_per_s'))} |")
-    fer = next((r for r in rows if r["name"] == FER_NAME), None)
-    if fer:
-        print()
-        for r in rows:
-            if r is fer:
-                continue
-            ratios = [fer[k][i] / r[k][i] for k in ("frame_1_face_ms", "frame_5_faces_ms") for i in (0, 1)]
-            print(f"- {r['name']} vs fer end to end: {ratios[0]:.1f}x / {ratios[1]:.1f}x faster (1 face, "
-                  f"median / best), {ratios[2]:.1f}x / {ratios[3]:.1f}x (5 faces)")
+        print(f"| {r['name']} | {r.get('tta', '-')} | {r['threads']} | "
+              + ", ".join(str(r["faces_found"][k]) for k in keys) + " | "
+              + " | ".join(ms(r["frame_ms"][k]) for k in keys)
+              + f" | {rate(r.get('batch1_faces_per_s'))} | {rate(r.get('batch64_faces_per_s'))} |")
+    print()
+    for r in rows:
+        fer = next((f for f in rows if f["name"] == FER_NAME and f["threads"] == r["threads"]), None)
+        if fer is None or r is fer:
+            continue
+        ratios = [f"{fer['frame_ms'][k][0] / r['frame_ms'][k][0]:.1f}x / {fer['frame_ms'][k][1] / r['frame_ms'][k][1]:.1f}x"
+                  f" ({k} face{'s' * (k != '1')})" for k in keys]
+        print(f"- {r['name']} ({r.get('tta')}, {r['threads']} thread(s)) vs fer, median / best: " + ", ".join(ratios))
     if cold:
         print("\ncold start (fresh process: import + load + first prediction): "
               + ", ".join(f"{k} {v:.2f} s" for k, v in cold.items()))

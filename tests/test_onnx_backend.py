@@ -144,3 +144,44 @@ def test_shipped_models_load_their_shipped_onnx():
     assert clf.path == WEIGHTS_DIR / "fast.onnx" and clf.config_dict["arch"] == "fernet_s"
     probs = clf.predict_proba(np.full((2, 40, 40), 128, np.uint8))
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fernet_exports(tmp_path_factory):
+    """A seeded 24 px fernet_s checkpoint and its ONNX exports, bare and with each TTA inside the graph."""
+    from synthetic import seeded_checkpoint
+
+    from ferkit.inference.export import export_onnx
+    from ferkit.transforms.views import TTA_MODES
+
+    folder = tmp_path_factory.mktemp("host_tta")
+    ckpt = seeded_checkpoint(folder / "net.pt", arch="fernet_s", input_size=24, tta="none",
+                              temperature=0.02)  # sharp: an untrained net's near-uniform outputs, spread
+    return ckpt, {tta: export_onnx(ckpt, folder / f"net-{tta}.onnx", tta=tta) for tta in TTA_MODES}
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip_shift", "flip_crop"])
+def test_host_side_tta_on_a_bare_graph_gives_what_the_tta_graph_gives(fernet_exports, tta):
+    _, exports = fernet_exports
+    faces = np.random.default_rng(1).integers(0, 256, (5, 30, 30, 3), np.uint8)  # resized to 24 on the host
+    host = OnnxClassifier(exports["none"], device="cpu", tta=tta, batch_size=2)
+    inside = OnnxClassifier(exports[tta], device="cpu")
+    assert (host.tta, host.host_tta, inside.host_tta) == (tta, tta, "none")
+    plain = OnnxClassifier(exports["none"], device="cpu").predict_proba(faces)
+    expected = inside.predict_proba(faces)
+    assert not np.allclose(plain, expected, atol=1e-3)  # the views matter for this seeded net ...
+    assert np.allclose(host.predict_proba(faces), expected, atol=1e-4)  # ... and the host cuts the same ones
+
+
+def test_a_shipped_model_without_tta_inside_runs_any_tta_on_the_host(fernet_exports, tmp_path, monkeypatch):
+    import ferkit.inference.onnx_backend as backend
+
+    ckpt, exports = fernet_exports
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "mini.onnx").write_bytes(exports["none"].read_bytes())
+    monkeypatch.setattr(backend, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(backend, "_cached_export", lambda *a: pytest.fail("re-exported a shipped bare graph"))
+    clf = load_onnx_classifier("mini", tta="flip_shift", device="cpu")
+    assert clf.path == weights / "mini.onnx" and clf.tta == "flip_shift" and clf.host_tta == "flip_shift"
+    assert load_onnx_classifier("mini", device="cpu").tta == "none"

@@ -1,6 +1,11 @@
 """The ONNX Runtime backend: runs a ferkit .onnx export (see ``ferkit.inference.export``) with numpy and
 onnxruntime only; never imports torch. Settings (labels, input size, face crop, TTA) come from the file's
-own metadata."""
+own metadata.
+
+A graph exported without TTA (``tta=none``) can still average any TTA mode: the views are cut on the host
+(``host_views``, the same pixels ``ferkit.transforms.views.tta_views`` gives torch), run through the graph in
+one batch, and their logits averaged before the softmax, as the TTA graphs do inside. So a model shipped
+without TTA keeps ``--tta flip_shift`` one flag away on the base install, without torch to re-export it."""
 from __future__ import annotations
 
 import json
@@ -15,7 +20,7 @@ from ferkit.batching import iter_batches
 from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
-from ferkit.transforms.views import centre_window, crop_side
+from ferkit.transforms.views import centre_window, check_tta, crop_side
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,8 @@ class OnnxClassifier:
 
     backend = "onnx"
 
-    def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64, threads: int | None = None):
+    def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64, threads: int | None = None,
+                 tta: str | None = None):
         require("onnxruntime", for_what="the ONNX Runtime backend")
         import onnxruntime as ort
 
@@ -47,7 +53,12 @@ class OnnxClassifier:
                              f"export it with `ferkit export MODEL --format onnx`")
         self.config_dict: dict[str, Any] = json.loads(meta[META_PREFIX + "config"])
         self.metadata = {k[len(META_PREFIX):]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
-        self.tta = meta.get(META_PREFIX + "tta", "none")
+        self.graph_tta = meta.get(META_PREFIX + "tta", "none")  # the views averaged inside the graph
+        self.tta = self.graph_tta if tta is None else check_tta(tta)
+        if self.tta != self.graph_tta and self.graph_tta != "none":
+            raise ModelError(f"{self.path} was exported with tta={self.graph_tta!r}; re-export with --tta {self.tta} "
+                             f"to change it (or with --tta none, which lets any TTA run on the host)")
+        self.host_tta = self.tta if self.graph_tta == "none" else "none"  # the views cut here, before the graph
         self.labels = tuple(self.config_dict["labels"])
         self.input_size = int(self.config_dict["input_size"])
         self.face_crop = float(self.config_dict.get("face_crop", 1.0))
@@ -69,7 +80,14 @@ class OnnxClassifier:
         faces = self._as_input(np.asarray(faces))
         out = np.empty((len(faces), len(self.labels)), dtype=np.float32)
         for sl in iter_batches(len(faces), self.batch_size):
-            out[sl] = self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: faces[sl]})[0]
+            if self.host_tta == "none":
+                out[sl] = self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: faces[sl]})[0]
+                continue
+            views = host_views(faces[sl], self.host_tta)
+            logits = self.session.run([OUTPUT_NAMES[1]], {INPUT_NAME: np.concatenate(views)})[0]
+            mean = logits.reshape(len(views), -1, logits.shape[1]).mean(0)  # already divided by the temperature
+            e = np.exp(mean - mean.max(1, keepdims=True))
+            out[sl] = e / e.sum(1, keepdims=True)
         return out
 
     def _as_input(self, faces: np.ndarray) -> np.ndarray:
@@ -89,6 +107,29 @@ class OnnxClassifier:
             rows, cols = resize_matrix(faces.shape[1], s), resize_matrix(faces.shape[2], s)
             faces = np.einsum("oh,nhwc,pw->nopc", rows, faces, cols, optimize=True)
         return np.ascontiguousarray(faces, dtype=np.float32)
+
+
+def host_views(x: np.ndarray, mode: str) -> list[np.ndarray]:
+    """``tta_views`` on the host: the views of an N x S x S x C float batch (the graph's input), in the order
+    and with the pixels torch's TTA graphs use (flip; 5% shifts with edge pixels repeated; 7/8 corner crops
+    resized back bilinearly)."""
+    size = x.shape[1]
+    views = [x]
+    if mode != "none":
+        views.append(x[:, :, ::-1])
+    if mode == "flip_shift":
+        d = max(1, round(size / 20))
+        padded = np.pad(x, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
+        for dy, dx in ((-d, 0), (d, 0), (0, -d), (0, d)):
+            view = padded[:, d + dy:d + dy + size, d + dx:d + dx + size]
+            views += [view, view[:, :, ::-1]]
+    if mode == "flip_crop":
+        crop = round(size * 7 / 8)
+        up = resize_matrix(crop, size)  # upsampling: torch's bilinear, antialiased or not, gives these weights
+        for dy, dx in ((0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)):
+            patch = np.einsum("oh,nhwc,pw->nopc", up, x[:, dy:dy + crop, dx:dx + crop], up, optimize=True)
+            views += [patch, patch[:, :, ::-1]]
+    return [np.ascontiguousarray(v, dtype=np.float32) for v in views]
 
 
 def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -115,19 +156,22 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
     intra-op threads (default: its own choice, all cores)."""
     require("onnxruntime", for_what="the ONNX Runtime backend")  # before a checkpoint is exported for it
     spec = str(model)
+    kw = dict(device=device, batch_size=batch_size, threads=threads)
     if spec.endswith(".onnx"):
         path = Path(spec)
         if not path.is_file():
             raise ModelError(f"ONNX model {spec!r} not found; create one with `ferkit export MODEL --format onnx`")
-    else:
-        shipped = WEIGHTS_DIR / f"{spec}.onnx"
-        path = shipped if shipped.is_file() and "/" not in spec else _cached_export(spec, tta)
-    clf = OnnxClassifier(path, device=device, batch_size=batch_size, threads=threads)
-    if tta is not None and tta != clf.tta:
-        if spec.endswith(".onnx"):
-            raise ModelError(f"{path} was exported with tta={clf.tta!r}; re-export with --tta {tta} to change it")
-        clf = OnnxClassifier(_cached_export(spec, tta), device=device, batch_size=batch_size, threads=threads)
-    return clf
+        return OnnxClassifier(path, tta=tta, **kw)  # a TTA baked into the graph cannot change: it says so
+    shipped = WEIGHTS_DIR / f"{spec}.onnx"
+    if shipped.is_file() and "/" not in spec:
+        clf = OnnxClassifier(shipped, **kw)
+        if tta is None or tta == clf.tta:
+            return clf
+        if clf.graph_tta == "none":
+            return OnnxClassifier(shipped, tta=tta, **kw)  # the other TTA's views cut on the host
+    # A checkpoint, or a shipped graph with another TTA inside: exported once, without TTA when one is asked for
+    # (the host cuts its views), else with the checkpoint's own.
+    return OnnxClassifier(_cached_export(spec, None if tta is None else "none"), tta=tta, **kw)
 
 
 def _cached_export(spec: str, tta: str | None) -> Path:
