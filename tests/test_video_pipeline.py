@@ -248,11 +248,23 @@ def test_video_recognizer_picks_the_cheaper_tta_only_where_it_needs_no_missing_p
     assert not pipeline._cheap_tta_available(tmp_path / "model.onnx", "auto", "cpu")  # TTA fixed in the file
     assert not pipeline._cheap_tta_available(FixedClassifier(), "auto", "cpu")
     monkeypatch.setattr(deps, "available", lambda name: name != "torch")
-    assert not pipeline._cheap_tta_available("default", "auto", "cpu")
+    if pipeline._own_tta("default", "auto", "cpu") != "none":  # a shipped graph with its TTA inside
+        assert not pipeline._cheap_tta_available("default", "auto", "cpu")
+    assert pipeline._cheap_tta_available("fast", "auto", "cpu")  # shipped without TTA inside: host views
     (tmp_path / "cache" / "onnx").mkdir(parents=True)
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "cache" / "onnx" / "default-0123456789abcdef-tta_flip.onnx").write_bytes(b"")
     assert pipeline._cheap_tta_available("default", "auto", "cpu")  # an earlier export is in the cache
+
+
+def test_video_keeps_a_model_tta_that_is_no_dearer_than_the_video_tta():
+    from ferkit.video import pipeline, video_recognizer
+
+    assert pipeline._own_tta("fast", "auto", "cpu") == "none"
+    assert video_recognizer("fast", detector=SquareDetector()).classifier.tta == "none"  # not raised to flip
+    own = pipeline._own_tta("default", "auto", "cpu")
+    expected = own if pipeline.VIEWS[own] <= pipeline.VIEWS[pipeline.VIDEO_TTA] else pipeline.VIDEO_TTA
+    assert video_recognizer("default", detector=SquareDetector()).classifier.tta == expected
 
 
 def test_opencv_threads_are_restored_after_a_run(clip):

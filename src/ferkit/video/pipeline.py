@@ -415,8 +415,9 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
                      threads: int | None = 1, **options: Any) -> Recognizer:
     """A Recognizer set up for video (options as ``Recognizer``).
 
-    ``tta="auto"`` is ``VIDEO_TTA`` where the model can run it without an export that needs missing packages
-    (the torch backend; an ONNX model exported once into the cache, which needs PyTorch), else the model's own;
+    ``tta="auto"`` is ``VIDEO_TTA`` where the model's own TTA is dearer and the model can run VIDEO_TTA without an
+    export that needs missing packages (the torch backend; a shipped graph without TTA inside, whose views the
+    host cuts; an ONNX model exported once into the cache, which needs PyTorch), else the model's own;
     None is always the model's own. ``threads``: ONNX Runtime's threads per forward pass. One: the pipeline's
     reader and writer threads keep the other cores busy, and a second pool of spinning threads on top of them
     costs more than it gives (about a third of the frame rate on 2 cores); None is ONNX Runtime's own choice.
@@ -426,7 +427,8 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
 
     backend, device = options.pop("backend", "auto"), options.get("device", "auto")
     if tta == "auto":
-        tta = VIDEO_TTA if _cheap_tta_available(model, backend, device) else None
+        dearer = VIEWS.get(_own_tta(model, backend, device), 0) > VIEWS[VIDEO_TTA]
+        tta = VIDEO_TTA if dearer and _cheap_tta_available(model, backend, device) else None
     if threads and isinstance(model, (str, Path)) and resolve_backend(model, backend, device) == "onnx":
         from ferkit.inference.onnx_backend import load_onnx_classifier
 
@@ -436,10 +438,33 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
     return Recognizer(model, detector, tta=tta, backend=backend, **options)
 
 
+#: Forward passes per face of each TTA mode: video swaps a model's own TTA for VIDEO_TTA only when it is dearer.
+VIEWS = {"none": 1, "flip": 2, "flip_shift": 10, "flip_crop": 10}
+
+
+def _own_tta(model: Any, backend: str, device: str) -> str | None:
+    """The TTA ``model`` ships with (None for a ready classifier, whose TTA is its own business)."""
+    from ferkit.inference.classifier import resolve_backend
+    from ferkit.paths import WEIGHTS_DIR
+
+    if hasattr(model, "predict_proba") or isinstance(model, tuple):
+        return None
+    spec = str(model)
+    shipped = WEIGHTS_DIR / f"{spec}.onnx"
+    if spec.endswith(".onnx") or (resolve_backend(model, backend, device) == "onnx" and shipped.is_file()):
+        from ferkit.inference.onnx_backend import OnnxClassifier
+
+        return OnnxClassifier(spec if spec.endswith(".onnx") else shipped, device="cpu").tta
+    from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+
+    return load_checkpoint(resolve_checkpoint(spec))["config"].get("tta", "none")
+
+
 def _cheap_tta_available(model: Any, backend: str, device: str) -> bool:
     from ferkit import deps
     from ferkit.inference.classifier import resolve_backend
-    from ferkit.paths import cache_dir
+    from ferkit.inference.onnx_backend import OnnxClassifier
+    from ferkit.paths import WEIGHTS_DIR, cache_dir
 
     if hasattr(model, "predict_proba") or isinstance(model, tuple):
         return False  # a ready classifier: its TTA is its own business
@@ -448,6 +473,9 @@ def _cheap_tta_available(model: Any, backend: str, device: str) -> bool:
         return False  # the views are inside the file
     if resolve_backend(model, backend, device) == "torch":
         return True
+    shipped = WEIGHTS_DIR / f"{spec}.onnx"
+    if shipped.is_file() and OnnxClassifier(shipped, device="cpu").graph_tta == "none":
+        return True  # shipped without TTA inside: the host cuts the views
     if deps.available("torch") and deps.available("onnx"):
         return True  # exported once into the cache
     return any(cache_dir("onnx").glob(f"{Path(spec).stem}-*-tta_{VIDEO_TTA}.onnx"))
