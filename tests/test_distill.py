@@ -82,6 +82,27 @@ def test_a_fixed_teacher_labels_each_face_once_and_a_resumed_run_reuses_its_labe
     assert calls == []
 
 
+def test_a_new_teacher_under_the_same_name_labels_the_faces_again(tmp_path, data, teacher_ckpt):
+    from synthetic import seeded_checkpoint
+
+    from ferkit.training import distill
+
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(teacher_ckpt.read_bytes())
+    cfg = tiny(tmp_path / "kd", epochs=1, teacher=str(teacher), teacher_mode="fixed")
+    train(cfg, data)
+    _, tcfg = load_model(teacher_ckpt)
+    seeded_checkpoint(teacher, arch=tcfg.arch, input_size=tcfg.input_size, labels=tcfg.labels)  # a new release
+    calls = []
+    original = distill.Teacher.__call__
+    distill.Teacher.__call__ = lambda self, x: calls.append(1) or original(self, x)
+    try:
+        train(replace(cfg, epochs=2, resume=True), data)
+    finally:
+        distill.Teacher.__call__ = original
+    assert calls  # its stored labels belonged to the old file
+
+
 def test_an_unknown_teacher_mode_is_refused(tmp_path, data, teacher_ckpt):
     with pytest.raises(FerkitError, match="--teacher-mode"):
         train(tiny(tmp_path / "bad", teacher=str(teacher_ckpt), teacher_mode="offline"), data)

@@ -121,7 +121,7 @@ def run(cfg: TrainConfig, train_ds: FaceDataset, val_ds: FaceDataset | None,
     if parts.teacher is not None and cfg.teacher_mode == "fixed":
         batches.set_teacher(fixed_teacher_probs(
             parts.teacher, clean_batches(train_ds, mcfg, device), len(train_ds), cache=out / "teacher_probs.npz",
-            key=f"{cfg.teacher}|{cfg.teacher_tta}|{cfg.data}|{cfg.train_split}|{cfg.val_split}|{cfg.drop}", progress=cfg.progress and ddp.main),
+            key=teacher_labels_key(cfg), progress=cfg.progress and ddp.main),
             cfg.distill)
         parts.teacher = None  # its work is done: the steps take its probabilities from the batches
     steps = batches.steps
@@ -398,6 +398,16 @@ def end_of_epoch(cfg: TrainConfig, parts: Parts, mcfg: ModelConfig, epoch: int, 
         if val_ds is not None:
             row.update(validate(parts.swa.module, mcfg, val_ds, parts.device, tta=cfg.tta, prefix="swa_val"))
     return row
+
+
+def teacher_labels_key(cfg: TrainConfig) -> str:
+    """What a fixed teacher's stored labels depend on: the teacher's bytes (a shipped name is replaced by a new
+    release under the same name), its TTA and the training faces."""
+    from ferkit.models.checkpoint import resolve_checkpoint
+    from ferkit.paths import sha256_file
+
+    teacher = sha256_file(resolve_checkpoint(cfg.teacher))
+    return f"{teacher}|{cfg.teacher_tta}|{cfg.data}|{cfg.train_split}|{cfg.val_split}|{cfg.drop}|{cfg.data_options}"
 
 
 def selection_key(cfg: TrainConfig, has_val: bool) -> str:
