@@ -229,10 +229,11 @@ def test_models_describes_the_model_with_its_cards_accuracy(client):
     body = client.get(f"{API}/models").json()
     assert body["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert body["input_size"] == 40 and body["backend"] == "onnx" and body["arch"] == "fernet"
-    meta = torch.load(WEIGHTS_DIR / "default.pt", weights_only=True)["meta"]  # what the torch-free reader read
-    assert body["card"]["accuracy"] == pytest.approx(meta["accuracy_by_tta"]["flip_shift"])
-    assert body["card"]["split"] == "publictest" and body["card"]["tta"] == "flip_shift"
-    assert body["card"]["accuracy"] == pytest.approx(0.7138, abs=1e-4)
+    shipped = torch.load(WEIGHTS_DIR / "default.pt", weights_only=True)  # what the torch-free reader read
+    tta = shipped["config"]["tta"]
+    assert body["card"]["accuracy"] == pytest.approx(shipped["meta"]["accuracy_by_tta"][tta])
+    assert body["card"]["split"] == "publictest" and body["card"]["tta"] == tta
+    assert body["card"]["accuracy"] >= 0.71  # the model card's promise for the shipped settings
 
 
 # ------------------------------------------------------------------------------------------------- token

@@ -141,7 +141,7 @@ def test_the_model_card_is_read_without_pytorch(torch_free_server):
     base, _ = torch_free_server
     status, info = http("GET", f"{base}/api/v1/models")
     assert status == 200 and info["backend"] == "onnx"
-    assert info["card"]["accuracy"] == pytest.approx(0.7138, abs=1e-4)
+    assert info["card"]["accuracy"] >= 0.71 and info["card"]["split"] == "publictest"
 
 
 def test_a_token_from_the_environment_guards_the_api():
