@@ -172,8 +172,12 @@ def main() -> None:
         from ferkit.inference.export import export_onnx
 
         onnx_paths = {"shipped": str(export_onnx(model, tmp / "model.onnx"))}
+        from ferkit.inference.onnx_backend import OnnxClassifier
+
+        shipped_tta = OnnxClassifier(onnx_paths["shipped"], device="cpu").tta
         for tta in filter(None, args.tta.split(",")):
-            onnx_paths[tta] = str(export_onnx(model, tmp / f"model-{tta}.onnx", tta=tta))
+            if tta != shipped_tta:  # the shipped row already measures it
+                onnx_paths[tta] = str(export_onnx(model, tmp / f"model-{tta}.onnx", tta=tta))
         rows = []
         for threads in thread_counts:  # ferkit then fer at each thread count: side by side under the same load
             rows += bench_ferkit(args, tmp, model, onnx_paths, threads)
