@@ -21,7 +21,7 @@ from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, b
 from ferkit.data import load_dataset
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx
-from ferkit.inference.torch_backend import TTA_MODES
+from ferkit.transforms.views import TTA_MODES
 from ferkit.evaluation.metrics import expected_calibration_error
 
 
