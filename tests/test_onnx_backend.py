@@ -185,3 +185,18 @@ def test_a_shipped_model_without_tta_inside_runs_any_tta_on_the_host(fernet_expo
     clf = load_onnx_classifier("mini", tta="flip_shift", device="cpu")
     assert clf.path == weights / "mini.onnx" and clf.tta == "flip_shift" and clf.host_tta == "flip_shift"
     assert load_onnx_classifier("mini", device="cpu").tta == "none"
+
+
+def test_a_checkpoint_exported_once_runs_another_tta_later_without_pytorch(fernet_exports, tmp_path, monkeypatch):
+    import ferkit.inference.onnx_backend as backend
+
+    ckpt, _ = fernet_exports
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_onnx_classifier(str(ckpt), tta="flip", device="cpu")  # exported here, without TTA inside
+    assert first.graph_tta == "none" and first.tta == "flip"
+
+    def no_torch(*names, **kw):
+        assert "torch" not in names, "asked for PyTorch"
+    monkeypatch.setattr(backend, "require", no_torch)
+    again = load_onnx_classifier(str(ckpt), tta="flip_shift", device="cpu")
+    assert again.path == first.path and again.tta == "flip_shift"

@@ -260,7 +260,7 @@ def test_video_recognizer_picks_the_cheaper_tta_only_where_it_needs_no_missing_p
     assert pipeline._cheap_tta_available("fast", "auto", "cpu")  # shipped without TTA inside: host views
     (tmp_path / "cache" / "onnx").mkdir(parents=True)
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "cache" / "onnx" / "default-0123456789abcdef-tta_flip.onnx").write_bytes(b"")
+    (tmp_path / "cache" / "onnx" / "default-0123456789abcdef-tta_none.onnx").write_bytes(b"")
     assert pipeline._cheap_tta_available("default", "auto", "cpu")  # an earlier export is in the cache
 
 

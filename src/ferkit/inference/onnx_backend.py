@@ -178,11 +178,14 @@ def _cached_export(spec: str, tta: str | None) -> Path:
     from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(spec)
+    stem = f"{ckpt_path.stem}-{sha256_file(ckpt_path)[:16]}-tta_"
+    if tta is not None and (cache_dir("onnx") / f"{stem}{tta}.onnx").is_file():
+        return cache_dir("onnx") / f"{stem}{tta}.onnx"  # exported earlier: runs without PyTorch
     require("torch", "onnx", for_what=f"running {ckpt_path} on ONNX Runtime (it is exported to ONNX once)")
     from ferkit.inference.export import export_onnx
 
     mode = tta or load_checkpoint(ckpt_path)["config"].get("tta", "none")
-    path = cache_dir("onnx") / f"{ckpt_path.stem}-{sha256_file(ckpt_path)[:16]}-tta_{mode}.onnx"
+    path = cache_dir("onnx") / f"{stem}{mode}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX once (cached at %s)", spec, path)
         export_onnx(ckpt_path, path, tta=mode)

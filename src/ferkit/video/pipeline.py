@@ -478,7 +478,7 @@ def _cheap_tta_available(model: Any, backend: str, device: str) -> bool:
         return True  # shipped without TTA inside: the host cuts the views
     if deps.available("torch") and deps.available("onnx"):
         return True  # exported once into the cache
-    return any(cache_dir("onnx").glob(f"{Path(spec).stem}-*-tta_{VIDEO_TTA}.onnx"))
+    return any(cache_dir("onnx").glob(f"{Path(spec).stem}-*-tta_none.onnx"))  # exported earlier, host views
 
 
 # ---------------------------------------------------------------------------------------------------------------
