@@ -70,22 +70,25 @@ def test_a_fixed_teacher_labels_each_face_once_and_a_resumed_run_reuses_its_labe
     assert np.allclose(probs[:16], expected, atol=2e-2)
     assert "teacher_share" not in next(csv.DictReader(open(run / "metrics.csv")))  # no teacher in the steps
     # A resumed run takes the stored labels instead of paying for the teacher's views again.
+    assert teacher_calls(lambda: train(replace(cfg, epochs=4, resume=True), noisy)) == 0
+
+
+def teacher_calls(run) -> int:
+    """How many batches the teacher labels while ``run()`` runs."""
     from ferkit.training import distill
 
     calls = []
     original = distill.Teacher.__call__
     distill.Teacher.__call__ = lambda self, x: calls.append(1) or original(self, x)
     try:
-        train(replace(cfg, epochs=4, resume=True), noisy)
+        run()
     finally:
         distill.Teacher.__call__ = original
-    assert calls == []
+    return len(calls)
 
 
 def test_a_new_teacher_under_the_same_name_labels_the_faces_again(tmp_path, data, teacher_ckpt):
     from synthetic import seeded_checkpoint
-
-    from ferkit.training import distill
 
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes(teacher_ckpt.read_bytes())
@@ -93,14 +96,7 @@ def test_a_new_teacher_under_the_same_name_labels_the_faces_again(tmp_path, data
     train(cfg, data)
     _, tcfg = load_model(teacher_ckpt)
     seeded_checkpoint(teacher, arch=tcfg.arch, input_size=tcfg.input_size, labels=tcfg.labels)  # a new release
-    calls = []
-    original = distill.Teacher.__call__
-    distill.Teacher.__call__ = lambda self, x: calls.append(1) or original(self, x)
-    try:
-        train(replace(cfg, epochs=2, resume=True), data)
-    finally:
-        distill.Teacher.__call__ = original
-    assert calls  # its stored labels belonged to the old file
+    assert teacher_calls(lambda: train(replace(cfg, epochs=2, resume=True), data)) > 0  # old file's labels
 
 
 def test_an_unknown_teacher_mode_is_refused(tmp_path, data, teacher_ckpt):
