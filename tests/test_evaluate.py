@@ -40,6 +40,20 @@ def test_metrics_follow_the_contract_and_match_the_predictions(trained):
     assert m["accuracy"] > 0.5
 
 
+def test_the_onnx_backend_evaluates_what_the_cpu_pipeline_runs(trained, tmp_path, monkeypatch):
+    ckpt, data = trained
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))  # the checkpoint is exported once, here
+    torch_run = evaluate(str(ckpt), data, "publictest", tta="flip")
+    onnx_run = evaluate(str(ckpt), data, "publictest", tta="flip", backend="onnx")
+    assert onnx_run.metrics["backend"] == "onnx" and "backend" not in torch_run.metrics
+    assert onnx_run.metrics["tta"] == "flip"
+    assert np.allclose(onnx_run.probs, torch_run.probs, atol=1e-4)
+    hidden = evaluate(str(ckpt), data, "publictest", occlusion="upper", backend="onnx")
+    assert hidden.metrics["accuracy"] < onnx_run.metrics["accuracy"] - 0.2  # masks reach the ONNX backend too
+    with pytest.raises(FerkitError, match="unknown backend 'tflite'"):
+        evaluate(str(ckpt), data, "publictest", backend="tflite")
+
+
 def test_occluding_the_informative_rows_hurts(trained):
     ckpt, data = trained
     model, config = load_model(ckpt)

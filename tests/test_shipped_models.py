@@ -1,6 +1,7 @@
 """The models that ship inside the package: small, self-describing, and exactly as good as their card says."""
 from __future__ import annotations
 
+import json
 import zipfile
 
 import cv2
@@ -46,9 +47,17 @@ def test_backends_agree_on_publictest(name, publictest):
     faces, labels = publictest
     model, config = load_model(name)
     p_torch = classify(model, faces, config)
-    p_onnx = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").predict_proba(faces)
-    assert np.array_equal(p_torch.argmax(1), p_onnx.argmax(1))
-    assert np.abs(p_torch - p_onnx).max() < 1e-3
+    twin = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx")
+    assert twin.tta == config.tta  # the same inference settings, whichever backend runs them
+    p_onnx = twin.predict_proba(faces)
+    if twin.quantized:  # INT8: close to the float weights, and as good as its own card says
+        assert (p_torch.argmax(1) == p_onnx.argmax(1)).mean() > 0.96
+        assert np.abs(p_torch - p_onnx).mean() < 0.02
+        card = json.loads(twin.metadata["evaluated"])["metrics"]["accuracy"]
+        assert abs((p_onnx.argmax(1) == labels).mean() - card) < 0.04
+    else:
+        assert np.array_equal(p_torch.argmax(1), p_onnx.argmax(1))
+        assert np.abs(p_torch - p_onnx).max() < 1e-3
     # A fifth of publictest lands within a few points of the full-split accuracy the card reports.
     card = load_checkpoint(name)["meta"]["metrics"]["accuracy"]
     assert abs((p_torch.argmax(1) == labels).mean() - card) < 0.04
@@ -71,3 +80,22 @@ def test_evaluate_reproduces_the_default_card(fer2013_zip, capsys):
     for key in ("accuracy", "macro_f1", "weighted_f1", "macro_auc"):
         assert got[key] == pytest.approx(card[key], abs=1e-4), key
     assert got["confusion_matrix"] == card["confusion_matrix"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_evaluate_on_onnx_reproduces_the_default_twins_card(fer2013_zip, capsys):
+    # What the default CPU pipeline gives (the INT8 twin, its TTA on the host), as MODEL_CARD.md states it.
+    from ferkit.cli import main
+
+    twin = OnnxClassifier(WEIGHTS_DIR / "default.onnx")
+    if "default" not in SHIPPED or not twin.quantized:
+        pytest.skip("no INT8 default twin in this tree")
+    assert main(["evaluate", "--data", str(fer2013_zip), "--split", "publictest", "--model", "default",
+                 "--backend", "onnx", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    card = json.loads(twin.metadata["evaluated"])
+    assert got["backend"] == "onnx int8" and got["tta"] == card["tta"] == twin.tta
+    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_auc"):
+        assert got[key] == pytest.approx(card["metrics"][key], abs=1e-4), key
+    assert got["confusion_matrix"] == card["metrics"]["confusion_matrix"]

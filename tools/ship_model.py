@@ -2,6 +2,7 @@
 
     python tools/ship_model.py RUN_DIR --name default --data ../shared/data/fer2013.zip
     python tools/ship_model.py ensemble.pt --name default --data ../shared/data/fer2013.zip --half
+    python tools/ship_model.py --twin-only --name default --data ../shared/data/fer2013.zip --int8
 
 Selection uses publictest only (PrivateTest is held out): the TTA mode with the best publictest accuracy is
 stored as the model's inference default (or the one given with --tta: `none` for the speed-first `fast`),
@@ -9,6 +10,11 @@ and a temperature fitted on publictest probabilities is kept if it lowers the ex
 The shipped file holds weights and config only (no optimiser state), plus the training command, wall time
 and the publictest metrics it was selected on. An ensemble (`ferkit ensemble`) ships the same way; its
 members' training commands, wall times and hardware are read from their run folders.
+
+The ONNX twin is what `backend="auto"` runs on CPUs. With --int8 it is the network alone, quantized (uint8
+activations, int8 weights, calibrated on 512 seeded training faces), with the model's TTA cut on the host; its
+own accuracy on --split, per TTA mode, is stored in its metadata (`ferkit.evaluated`) for the model card.
+--twin-only rebuilds the twin of the shipped NAME.pt and leaves the .pt as it is.
 """
 from __future__ import annotations
 
@@ -20,21 +26,31 @@ from ferkit.evaluation.calibrate import fit_temperature, rescale
 from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from ferkit.data import load_dataset
 from ferkit.evaluation.evaluate import evaluate_model
-from ferkit.inference.export import export_onnx
+from ferkit.inference.export import export_onnx, update_metadata
+from ferkit.inference.onnx_backend import OnnxClassifier
+from ferkit.inference.quantize import calibration_faces, quantize_onnx
 from ferkit.transforms.views import TTA_MODES
 from ferkit.evaluation.metrics import expected_calibration_error
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="training run folder (with best.pt and config.json), or an ensemble .pt")
+    ap.add_argument("run", type=Path, nargs="?",
+                    help="training run folder (with best.pt and config.json), or an ensemble .pt")
     ap.add_argument("--name", required=True, choices=SHIPPED_MODELS, help="shipped model name")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="publictest")
     ap.add_argument("--tta", choices=TTA_MODES,
                     help="store this TTA mode instead of the most accurate one (e.g. none for a speed-first model)")
     ap.add_argument("--half", action="store_true", help="store the weights as float16 (half the file)")
+    ap.add_argument("--int8", action="store_true", help="ship the ONNX twin quantized to INT8, TTA on the host")
+    ap.add_argument("--twin-only", action="store_true", help="only rebuild the ONNX twin of the shipped NAME.pt")
     args = ap.parse_args()
+    if args.twin_only:
+        ship_onnx_twin(args.name, args.data, args.split, int8=args.int8)
+        return
+    if args.run is None:
+        ap.error("give RUN (or --twin-only)")
 
     ckpt = load_checkpoint(args.run if args.run.is_file() else args.run / "best.pt")
     config = ModelConfig.from_dict(ckpt["config"])
@@ -79,9 +95,28 @@ def main() -> None:
     out = WEIGHTS_DIR / f"{args.name}.pt"
     save_checkpoint(out, model.half() if args.half else model, config, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    # The ONNX twin lets backend="auto" serve the shipped model without importing torch (cold start).
-    onnx_path = export_onnx(out, WEIGHTS_DIR / f"{args.name}.onnx")
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
+    ship_onnx_twin(args.name, args.data, args.split, int8=args.int8, split_data=split)
+
+
+def ship_onnx_twin(name: str, data: str, split_name: str, *, int8: bool, split_data=None) -> None:
+    """NAME.onnx from the shipped NAME.pt: it lets backend="auto" serve the model without importing torch (cold
+    start). An INT8 twin records its own accuracy per TTA mode, the numbers the default CPU pipeline gives."""
+    pt, onnx_path = WEIGHTS_DIR / f"{name}.pt", WEIGHTS_DIR / f"{name}.onnx"
+    export_onnx(pt, onnx_path, tta_on_host=int8)
+    if not int8:
+        print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
+        return
+    quantize_onnx(onnx_path, onnx_path, calibration_faces(data))
+    split = split_data if split_data is not None else load_dataset(data).split(split_name)
+    shipped = OnnxClassifier(onnx_path)
+    by_tta = {t: evaluate_model(OnnxClassifier(onnx_path, tta=t), shipped.config, split).metrics for t in TTA_MODES}
+    for tta, metrics in by_tta.items():
+        print(f"int8 tta={tta}: accuracy {metrics['accuracy']:.4f}")
+    record = {"split": split_name, "tta": shipped.tta, "metrics": by_tta[shipped.tta],
+              "accuracy_by_tta": {t: m["accuracy"] for t, m in by_tta.items()}}
+    update_metadata(onnx_path, {"evaluated": json.dumps(record)})
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, int8, tta={shipped.tta} on the host: "
+          f"accuracy {by_tta[shipped.tta]['accuracy']:.4f})")
 
 
 def run_info(run: Path) -> dict:

@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--detector", choices=("auto", "yunet", "haar"),
                    help="the dataset holds whole photos, not face crops: find each photo's face with this detector "
                         "(a photo without one counts as wrong and is reported)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch: the float weights; onnx: the model's ONNX twin as the default CPU pipeline runs it "
+                        "(INT8 where the shipped .onnx is)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for the confusion matrices, ROC curves and report (the cross-dataset "
@@ -54,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = dataset_options(args)
     if len(args.model) > 1 or len(args.data) > 1:
-        if args.occlusion or args.exclude_leaks or args.detector:
-            raise FerkitError("--occlusion, --exclude-leaks and --detector apply to one model on one dataset; run "
-                              "them separately")
+        if args.occlusion or args.exclude_leaks or args.detector or args.backend != "torch":
+            raise FerkitError("--occlusion, --exclude-leaks, --detector and --backend apply to one model on one "
+                              "dataset; run them separately")
         table = evaluate_matrix(args.model, args.data, split=args.split, data_options=options, tta=args.tta,
                                 batch_size=args.batch_size, device=args.device, progress=not args.json)
         if args.out:
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = evaluate(args.model[0], args.data[0], args.split, tta=args.tta, occlusion=args.occlusion,
                       batch_size=args.batch_size, device=args.device, progress=not args.json,
-                      exclude_leaks=args.exclude_leaks, data_options=options, detector=args.detector)
+                      exclude_leaks=args.exclude_leaks, data_options=options, detector=args.detector,
+                      backend=args.backend)
     if args.out:
         paths = write_reports(result, args.out)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)

@@ -83,10 +83,11 @@ def check_labels(config: ModelConfig, dataset: FaceDataset) -> LabelMapping:
     return map_labels(config, dataset)
 
 
-def evaluate_model(model: nn.Module, config: ModelConfig, split: FaceDataset, *, tta: str | None = None,
+def evaluate_model(model: nn.Module | Any, config: ModelConfig, split: FaceDataset, *, tta: str | None = None,
                    occlusion: str | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
                    progress: bool = False) -> Evaluation:
-    """Metrics of ``model`` on ``split``. When the label sets differ (a model trained on another dataset), the
+    """Metrics of ``model`` (a torch module, or an ``OnnxClassifier`` run with the TTA it was loaded with) on
+    ``split``. When the label sets differ (a model trained on another dataset), the
     faces of classes the model does not know are left out and its probabilities are renormalised over the
     shared classes; ``left_out`` says what was left out and ``accuracy_all_outputs`` is the accuracy when the
     model may also answer with its extra classes (which then count as wrong)."""
@@ -95,7 +96,11 @@ def evaluate_model(model: nn.Module, config: ModelConfig, split: FaceDataset, *,
         split = split.subset(np.isin(split.labels, [split.label_names.index(n) for n in mapping.shared]))
     y_true = np.array([mapping.shared.index(split.label_names[i]) for i in split.labels], np.int64)
     faces = occlude_faces(split.images, occlusion) if occlusion else split.images
-    probs = classify(model, faces, config, tta=tta, batch_size=batch_size, device=device, progress=progress)
+    if hasattr(model, "predict_proba"):  # an ONNX Runtime classifier: its TTA was fixed when it was loaded
+        probs = model.predict_proba(faces)
+        tta = model.tta
+    else:
+        probs = classify(model, faces, config, tta=tta, batch_size=batch_size, device=device, progress=progress)
     all_outputs = probs
     if not mapping.identity:
         columns = [list(config.labels).index(n) for n in mapping.shared]
@@ -105,6 +110,8 @@ def evaluate_model(model: nn.Module, config: ModelConfig, split: FaceDataset, *,
     metrics["ece"] = expected_calibration_error(y_true, probs)
     metrics["tta"] = config.tta if tta is None else tta
     metrics["occlusion"] = occlusion or "full"
+    if hasattr(model, "predict_proba"):
+        metrics["backend"] = "onnx int8" if model.quantized else "onnx"
     if not mapping.identity:
         predicted = np.array(config.labels)[all_outputs.argmax(1)]
         metrics["accuracy_all_outputs"] = float(np.mean(predicted == np.array(mapping.shared)[y_true]))
@@ -141,7 +148,7 @@ def without_train_copies(dataset: FaceDataset, split: FaceDataset) -> tuple[Face
 def evaluate(model_spec: str, data: str | FaceDataset, split: str | None = None, *, tta: str | None = None,
              occlusion: str | None = None, batch_size: int = 256, device: str = "cpu",
              progress: bool = False, exclude_leaks: bool = False, data_options: dict[str, Any] | None = None,
-             detector: str | Any | None = None) -> Evaluation:
+             detector: str | Any | None = None, backend: str = "torch") -> Evaluation:
     """Load ``model_spec`` (a checkpoint path or shipped name) and evaluate it on ``split`` of ``data`` (a
     dataset path, read with ``data_options`` such as ``format`` or ``classes``, or a FaceDataset). ``split``
     defaults to the dataset's evaluation split (:meth:`FaceDataset.evaluation_split`).
@@ -149,10 +156,21 @@ def evaluate(model_spec: str, data: str | FaceDataset, split: str | None = None,
     ``detector`` (a name such as ``yunet`` or ``haar``, or a detector object) is for datasets of whole photos
     rather than face crops: each photo's largest face is found and cropped as the model was trained, and a
     photo without one counts as wrong (see :func:`detected_faces`).
+
+    ``backend="onnx"`` evaluates what the default pipeline runs on a CPU: the model's ONNX twin on ONNX Runtime
+    (a shipped model's own .onnx, INT8 where it ships so; else an export cached once), with ``tta`` or its own.
     """
     if batch_size < 1:
         raise FerkitError(f"--batch-size must be at least 1; got {batch_size}")
-    model, config = load_model(model_spec, device=device)
+    if backend == "onnx":
+        from ferkit.inference.onnx_backend import load_onnx_classifier
+
+        model = load_onnx_classifier(model_spec, tta=tta, device=device, batch_size=batch_size)
+        config = model.config
+    elif backend == "torch":
+        model, config = load_model(model_spec, device=device)
+    else:
+        raise FerkitError(f"unknown backend {backend!r}; choose torch or onnx")
     if detector is not None and not isinstance(data, FaceDataset):
         # Whole photos, padded rather than cut to a square, at a size where a detector finds faces.
         data_options = {**(data_options or {}), "fit": "pad"}

@@ -34,6 +34,8 @@ DEFAULT_OPSET = 17
 INPUT_NAME = "faces"
 OUTPUT_NAMES = ("probs", "logits")
 META_PREFIX = "ferkit."
+# Metadata key of a bare graph's own TTA, which OnnxClassifier runs on the host (see export_onnx's tta_on_host).
+HOST_TTA_KEY = "host_tta"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -70,11 +72,14 @@ def _wrapper(model, config, tta: str):
 
 
 def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: str | None = None,
-                opset: int = DEFAULT_OPSET, verify: bool = True) -> Path:
+                tta_on_host: bool = False, opset: int = DEFAULT_OPSET, verify: bool = True) -> Path:
     """Export a shipped model name, checkpoint path or (nn.Module, ModelConfig) pair to ONNX.
 
-    Writes atomically to ``out`` (default: ``<checkpoint stem>.onnx`` in the current folder) and, with
-    ``verify``, checks ONNX Runtime against PyTorch on a random batch before returning the path.
+    ``tta`` (default: the model's own) goes inside the graph, or with ``tta_on_host`` the graph holds one view
+    and records ``tta`` as the mode ``OnnxClassifier`` runs by cutting the views on the host: the form INT8
+    quantization needs (``ferkit.inference.quantize``). Writes atomically to ``out`` (default: ``<checkpoint
+    stem>.onnx`` in the current folder) and, with ``verify``, checks ONNX Runtime against PyTorch's TTA on a
+    random batch before returning the path.
     """
     import onnx
     import torch
@@ -96,7 +101,8 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     tta = config.tta if tta is None else tta
     check_tta(tta)
     out = Path(out)
-    graph = _wrapper(net, config, tta)
+    graph_tta = "none" if tta_on_host else tta
+    graph = _wrapper(net, config, graph_tta)
     size = int(config.input_size)
     # Batch 2: a batch of 1 can let an exporter specialise the batch axis to a constant.
     sample = torch.randint(0, 256, (2, size, size, 3), generator=torch.Generator().manual_seed(0)).float()
@@ -106,11 +112,14 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
 
     meta = {
         "config": json.dumps(config.to_dict()),
-        "tta": tta,
+        "tta": graph_tta,
+        **({HOST_TTA_KEY: tta} if tta_on_host else {}),
         "input": f"{INPUT_NAME}: float32 N x {size} x {size} x 3 RGB face crops, pixel values 0-255 (square, "
                  f"eyes level)" + ("" if config.face_crop >= 1 else
                                    f"; the centre {config.face_crop:.4g} of each face crop, at {size} px"),
-        "outputs": "probs, logits: float32 N x num_classes (temperature-scaled, TTA-averaged)",
+        "outputs": "probs, logits: float32 N x num_classes (temperature-scaled, TTA-averaged)" if not tta_on_host
+                   else f"probs, logits: float32 N x num_classes (temperature-scaled) of one view; the model's "
+                        f"TTA ({tta}) averages the logits of its views (ferkit.inference.onnx_backend.host_views)",
         "labels": json.dumps(list(config.labels)),
         "version": __version__,
         **source,
@@ -123,10 +132,25 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     proto.doc_string = f"ferkit {config.arch} expression classifier ({', '.join(config.labels)})"
     with atomic_write(out) as f:
         f.write(proto.SerializeToString())
-    if verify:
-        _verify(out, graph, config)
+    if verify:  # against torch's own TTA, so host-cut views are checked too
+        _verify(out, _wrapper(net, config, tta) if tta_on_host else graph, config)
     log.debug("exported %s to %s (%.1f MB)", meta["source"], out, out.stat().st_size / 1e6)
     return out
+
+
+def update_metadata(path: str | Path, entries: dict[str, str]) -> None:
+    """Add or replace ``ferkit.*`` metadata entries of an .onnx file in place (atomically)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    meta.update({META_PREFIX + k: v for k, v in entries.items()})
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_write(Path(path)) as f:
+        f.write(proto.SerializeToString())
 
 
 def _to_onnx_bytes(graph, sample, opset: int) -> bytes:

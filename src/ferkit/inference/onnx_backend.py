@@ -18,7 +18,8 @@ import numpy as np
 from ferkit.deps import require
 from ferkit.batching import iter_batches
 from ferkit.errors import DataError, ModelError
-from ferkit.inference.export import INPUT_NAME, META_PREFIX, OUTPUT_NAMES
+from ferkit.inference.export import HOST_TTA_KEY, INPUT_NAME, META_PREFIX, OUTPUT_NAMES
+from ferkit.inference.quantize import QUANT_KEY
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
 from ferkit.transforms.views import centre_window, check_tta, crop_side
 
@@ -54,7 +55,9 @@ class OnnxClassifier:
         self.config_dict: dict[str, Any] = json.loads(meta[META_PREFIX + "config"])
         self.metadata = {k[len(META_PREFIX):]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
         self.graph_tta = meta.get(META_PREFIX + "tta", "none")  # the views averaged inside the graph
-        self.tta = self.graph_tta if tta is None else check_tta(tta)
+        # A bare graph can name the TTA its model ships with (``export_onnx(tta_on_host=True)``): run by default.
+        own = meta.get(META_PREFIX + HOST_TTA_KEY) if self.graph_tta == "none" else None
+        self.tta = (own or self.graph_tta) if tta is None else check_tta(tta)
         if self.tta != self.graph_tta and self.graph_tta != "none":
             raise ModelError(f"{self.path} was exported with tta={self.graph_tta!r}; re-export with --tta {self.tta} "
                              f"to change it (or with --tta none, which lets any TTA run on the host)")
@@ -66,8 +69,8 @@ class OnnxClassifier:
         self.crop_margin = float(self.config_dict.get("crop_margin", 0.0))
         self.batch_size = batch_size
         self.providers = self.session.get_providers()
-        self.description = (f"{self.path.name} ({self.config_dict['arch']}, onnxruntime "
-                            f"{self.providers[0].replace('ExecutionProvider', '')}, tta={self.tta})")
+        self.description = (f"{self.path.name} ({self.config_dict['arch']}{', int8' if self.quantized else ''}, "
+                            f"onnxruntime {self.providers[0].replace('ExecutionProvider', '')}, tta={self.tta})")
 
     @property
     def config(self):
@@ -77,7 +80,7 @@ class OnnxClassifier:
         return ModelConfig.from_dict(self.config_dict)
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        faces = self._as_input(np.asarray(faces))
+        faces = self.graph_input(np.asarray(faces))
         out = np.empty((len(faces), len(self.labels)), dtype=np.float32)
         for sl in iter_batches(len(faces), self.batch_size):
             if self.host_tta == "none":
@@ -90,7 +93,13 @@ class OnnxClassifier:
             out[sl] = e / e.sum(1, keepdims=True)
         return out
 
-    def _as_input(self, faces: np.ndarray) -> np.ndarray:
+    @property
+    def quantized(self) -> bool:
+        """Whether the graph is an INT8 one (``ferkit.inference.quantize``)."""
+        return QUANT_KEY in self.metadata
+
+    def graph_input(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 face crops as the graph takes them: float32 N x S x S x 3, the model's centre window, resized."""
         if faces.dtype != np.uint8:
             raise DataError(f"expected uint8 face crops, got {faces.dtype}")
         if faces.ndim == 3:  # grayscale crops: RGB with equal channels has the same luma
