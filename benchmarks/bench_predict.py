@@ -12,10 +12,11 @@ runs in its own virtualenv (it needs TensorFlow): see BENCHMARKS.md for the exac
 re-runs itself there with `--worker fer`, so it imports only the standard library at the top. Without
 `--fer-python` only ferkit is measured.
 
-The ferkit rows: the default pipeline exactly as `Recognizer()` builds it (YuNet, the model's ONNX twin with
-its shipped TTA), plus one row per extra --tta (e.g. `flip_shift`, the accurate offline setting), and with
---torch / --haar the torch backend and the Haar fallback. --model defaults to the shipped "default" model, or
-a seeded untrained --arch checkpoint when it is not there (latency depends only on the architecture).
+The ferkit rows: the default pipeline exactly as `Recognizer()` builds it (YuNet, the model's shipped ONNX twin,
+INT8 where it ships so, with its shipped TTA), plus one row per extra --tta (as `Recognizer(tta=...)` runs it),
+and with --float / --torch / --haar the float ONNX graph, the torch backend and the Haar fallback. --model
+defaults to the shipped "default" model, or a seeded untrained --arch checkpoint when it is not there (latency
+depends only on the architecture).
 """
 from __future__ import annotations
 
@@ -40,20 +41,27 @@ def per_second(n: int, ms: list[float]) -> list[float]:
     return [n * 1000 / ms[0], n * 1000 / ms[1]]
 
 
+def letterbox(img, size: tuple[int, int] = FRAME):
+    """``img`` scaled to fit a ``size`` (width, height) frame, centred on grey."""
+    import cv2
+    import numpy as np
+
+    h, w = img.shape[:2]
+    s = min(size[0] / w, size[1] / h)
+    small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    frame = np.full((size[1], size[0], 3), 114, np.uint8)
+    y, x = (size[1] - small.shape[0]) // 2, (size[0] - small.shape[1]) // 2
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
 def make_frames(photos: Path, out: Path) -> None:
     """Letterbox each photo into a 640 x 480 BGR frame (saved as .npy for the worker)."""
     import cv2
     import numpy as np
 
     for key, name in PHOTOS.items():
-        img = cv2.imread(str(photos / name))
-        h, w = img.shape[:2]
-        s = min(FRAME[0] / w, FRAME[1] / h)
-        small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        frame = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
-        y, x = (FRAME[1] - small.shape[0]) // 2, (FRAME[0] - small.shape[1]) // 2
-        frame[y:y + small.shape[0], x:x + small.shape[1]] = small
-        np.save(out / f"{key}.npy", frame)
+        np.save(out / f"{key}.npy", letterbox(cv2.imread(str(photos / name))))
 
 
 def load_frames(folder: Path) -> dict:
@@ -72,18 +80,43 @@ def measure(predict, frames: dict, repeats: int) -> dict:
 # ferkit
 
 
-def bench_ferkit(args, folder: Path, model: str, onnx_paths: dict[str, str], threads: int) -> list[dict]:
+def onnx_classifiers(args, tmp: Path, model: str) -> dict:
+    """Row name -> (threads -> ONNX classifier). A shipped model runs its shipped twin (INT8 where it ships so,
+    its TTA views cut on the host), as ``Recognizer(model=NAME, tta=...)`` loads it; a checkpoint is exported
+    here with each TTA inside. ``--float`` adds the shipped model's float export beside an INT8 twin."""
+    from ferkit.inference.export import export_onnx
+    from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier
+    from ferkit.models.checkpoint import WEIGHTS_DIR
+
+    def exported(tta=None):
+        path = export_onnx(model, tmp / f"model-{tta or 'own'}.onnx", tta=tta)
+        return lambda threads: OnnxClassifier(path, device="cpu", threads=threads)
+
+    def shipped_twin(tta=None):
+        return lambda threads: load_onnx_classifier(model, tta=tta, device="cpu", threads=threads)
+
+    shipped = "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
+    make = shipped_twin if shipped else exported
+    out = {DEFAULT_NAME: make()}
+    own = out[DEFAULT_NAME](1)
+    for tta in filter(None, args.tta.split(",")):
+        if tta != own.tta:  # the default row already measures it
+            out[f"ferkit --tta {tta}"] = make(tta)
+    if args.float and shipped and own.quantized:
+        out[f"{DEFAULT_NAME}, float"] = exported()
+    return out
+
+
+def bench_ferkit(args, folder: Path, model: str, classifiers: dict, threads: int) -> list[dict]:
     import cv2
     import numpy as np
 
     from ferkit import Recognizer
-    from ferkit.inference.onnx_backend import OnnxClassifier
 
     cv2.setNumThreads(threads)
     frames = load_frames(folder)
-    setups = [(DEFAULT_NAME if tta == "shipped" else f"ferkit --tta {tta}",
-               lambda path=path: dict(model=OnnxClassifier(path, threads=threads), detector="yunet"))
-              for tta, path in onnx_paths.items()]
+    setups = [(name, lambda make=make: dict(model=make(threads), detector="yunet"))
+              for name, make in classifiers.items()]
     if args.torch:
         def torch_setup():
             import torch
@@ -92,12 +125,12 @@ def bench_ferkit(args, folder: Path, model: str, onnx_paths: dict[str, str], thr
             return dict(model=model, detector="yunet", backend="torch")
         setups.append(("ferkit yunet + torch", torch_setup))
     if args.haar:
-        setups.append(("ferkit haar + onnx", lambda: dict(model=OnnxClassifier(onnx_paths["shipped"], threads=threads),
-                                                          detector="haar")))
+        setups.append(("ferkit haar + onnx", lambda: dict(model=classifiers[DEFAULT_NAME](threads), detector="haar")))
     rows = []
     for name, kwargs in setups:
         rec = Recognizer(device="cpu", detector_model=args.detector_model, **kwargs())
-        row = {"name": name, "threads": threads, "tta": rec.classifier.tta, **measure(rec.predict, frames, args.repeats)}
+        tta = rec.classifier.tta + (", int8" if getattr(rec.classifier, "quantized", False) else "")
+        row = {"name": name, "threads": threads, "tta": tta, **measure(rec.predict, frames, args.repeats)}
         if "haar" not in name:
             crops = np.random.default_rng(0).integers(0, 256, (64, rec.classifier.input_size,
                                                                rec.classifier.input_size, 3), np.uint8)
@@ -151,6 +184,8 @@ def main() -> None:
     p.add_argument("--model", default=None, help="checkpoint or shipped model name (default: 'default')")
     p.add_argument("--arch", default="baseline_cnn", help="architecture of the seeded stand-in checkpoint")
     p.add_argument("--tta", default="", help="comma-separated extra TTA modes measured beside the shipped one")
+    p.add_argument("--float", action="store_true",
+                   help="also measure a shipped INT8 twin's float counterpart (exported here, TTA inside)")
     p.add_argument("--torch", action="store_true", help="also measure the torch backend")
     p.add_argument("--haar", action="store_true", help="also measure the Haar fallback detector")
     p.add_argument("--fer-python", default=None, help="python of a virtualenv with `fer` installed")
@@ -169,21 +204,14 @@ def main() -> None:
         tmp = Path(tmp)
         make_frames(args.photos, tmp)
         model, label = resolve_model(args, tmp)
-        from ferkit.inference.export import export_onnx
-
-        onnx_paths = {"shipped": str(export_onnx(model, tmp / "model.onnx"))}
-        from ferkit.inference.onnx_backend import OnnxClassifier
-
-        shipped_tta = OnnxClassifier(onnx_paths["shipped"], device="cpu").tta
-        for tta in filter(None, args.tta.split(",")):
-            if tta != shipped_tta:  # the shipped row already measures it
-                onnx_paths[tta] = str(export_onnx(model, tmp / f"model-{tta}.onnx", tta=tta))
+        classifiers = onnx_classifiers(args, tmp, model)
         rows = []
         for threads in thread_counts:  # ferkit then fer at each thread count: side by side under the same load
-            rows += bench_ferkit(args, tmp, model, onnx_paths, threads)
+            rows += bench_ferkit(args, tmp, model, classifiers, threads)
             if args.fer_python:
                 rows.append(run_fer(args, tmp, threads))
-        cold = {} if args.skip_cold else cold_starts(args, tmp, model, onnx_paths["shipped"], thread_counts[0])
+        onnx_path = str(classifiers[DEFAULT_NAME](1).path)
+        cold = {} if args.skip_cold else cold_starts(args, tmp, model, onnx_path, thread_counts[0])
     report(rows, cold, label, args)
 
 

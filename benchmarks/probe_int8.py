@@ -36,15 +36,15 @@ def main() -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from tqdm import tqdm
 
-    from ferkit.data import load_dataset
+    from ferkit.data import load_dataset, sample_faces
     from ferkit.evaluation.metrics import compute_metrics
     from ferkit.inference.onnx_backend import OnnxClassifier, _cached_export
-    from ferkit.inference.quantize import calibration_faces, quantize_onnx
+    from ferkit.inference.quantize import quantize_onnx
 
     float_path = _cached_export(args.model, "none")
     modes = args.tta.split(",")
     reference = OnnxClassifier(float_path, device="cpu", threads=args.threads)
-    calib = calibration_faces(args.data, args.calibration)
+    calib = sample_faces(args.data, args.calibration)
     test = load_dataset(args.data).split("publictest")
 
     class Reader(CalibrationDataReader):

@@ -103,7 +103,10 @@ def test_shipped_models_load_on_either_backend():
     assert (on_onnx.backend, on_torch.backend) == ("onnx", "torch")
     assert on_onnx.labels == on_torch.labels and on_onnx.crop_size == on_torch.crop_size == 40
     faces = np.random.default_rng(0).integers(0, 256, (4, 40, 40), np.uint8)
-    assert np.abs(on_onnx.predict_proba(faces) - on_torch.predict_proba(faces)).max() < 1e-3
+    p_onnx, p_torch = on_onnx.predict_proba(faces), on_torch.predict_proba(faces)
+    assert np.array_equal(p_onnx.argmax(1), p_torch.argmax(1))
+    # An INT8 twin differs from the float weights by a little; a float one by rounding only.
+    assert np.abs(p_onnx - p_torch).max() < (0.05 if on_onnx.quantized else 1e-3)
 
 
 def test_torch_refuses_an_onnx_file_and_says_how_to_run_it():

@@ -7,7 +7,9 @@ import pytest
 
 from ferkit.errors import ModelError
 from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier
-from ferkit.inference.quantize import calibration_faces, quantization_of, quantize_onnx
+from ferkit.data import sample_faces
+from ferkit.errors import DataError
+from ferkit.inference.quantize import quantization_of, quantize_onnx
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,7 @@ def test_the_int8_graph_describes_itself_and_stays_close_to_float(exports):
     assert int8.tta == "flip_shift" and int8.labels == float_clf.labels  # the float graph's metadata is kept
     assert exports["int8"].stat().st_size < 0.5 * exports["bare"].stat().st_size  # int8 weights
     p_float, p_int8 = float_clf.predict_proba(faces(64)), int8.predict_proba(faces(64))
+    assert np.allclose(p_int8.sum(1), 1.0, atol=1e-5)  # the head stays float: probabilities, not 1/255 steps
     assert not np.array_equal(p_float, p_int8)  # it really runs other arithmetic ...
     assert np.abs(p_float - p_int8).max() < 0.1  # ... close to the float answers
     assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
@@ -79,13 +82,13 @@ def test_calibration_faces_are_a_seeded_sample_of_the_training_split(tiny_fer_zi
     from ferkit.data import load_dataset
 
     train = load_dataset(tiny_fer_zip).split("train").images
-    picked = calibration_faces(tiny_fer_zip, 5)
+    picked = sample_faces(tiny_fer_zip, 5)
     assert picked.shape == (5, *train.shape[1:])
-    assert np.array_equal(picked, calibration_faces(tiny_fer_zip, 5))  # seeded
+    assert np.array_equal(picked, sample_faces(tiny_fer_zip, 5))  # seeded
     assert all(any(np.array_equal(p, t) for t in train) for p in picked)  # training faces only
-    assert len(calibration_faces(tiny_fer_zip, 10 ** 6)) == len(train)
-    with pytest.raises(ModelError, match="at least one face"):
-        calibration_faces(tiny_fer_zip, 0)
+    assert len(sample_faces(tiny_fer_zip, 10 ** 6)) == len(train)
+    with pytest.raises(DataError, match="at least one face"):
+        sample_faces(tiny_fer_zip, 0)
 
 
 def test_ferkit_export_int8_writes_a_quantized_twin(exports, tiny_fer_zip, tmp_path, capsys):

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from ferkit.evaluation.calibrate import fit_temperature, rescale
 from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from ferkit.data import load_dataset
+from ferkit.data import load_dataset, sample_faces
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx, update_metadata
 from ferkit.inference.onnx_backend import OnnxClassifier
-from ferkit.inference.quantize import calibration_faces, quantize_onnx
+from ferkit.inference.quantize import quantize_onnx
 from ferkit.transforms.views import TTA_MODES
 from ferkit.evaluation.metrics import expected_calibration_error
 
@@ -106,7 +106,7 @@ def ship_onnx_twin(name: str, data: str, split_name: str, *, int8: bool, split_d
     if not int8:
         print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
         return
-    quantize_onnx(onnx_path, onnx_path, calibration_faces(data))
+    quantize_onnx(onnx_path, onnx_path, sample_faces(data, 512))
     split = split_data if split_data is not None else load_dataset(data).split(split_name)
     shipped = OnnxClassifier(onnx_path)
     by_tta = {t: evaluate_model(OnnxClassifier(onnx_path, tta=t), shipped.config, split).metrics for t in TTA_MODES}

@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out, "--out")
     faces = None
     if args.int8:  # read before exporting, so a bad dataset path fails fast and writes nothing
-        from ferkit.inference.quantize import calibration_faces
+        from ferkit.data import sample_faces
 
-        faces = calibration_faces(args.calibration, args.calibration_faces)
+        faces = sample_faces(args.calibration, args.calibration_faces)
     path = export_onnx(args.model, args.out, tta=args.tta, tta_on_host=args.tta_on_host or args.int8,
                        opset=args.opset, verify=not args.no_verify)
     checked = "" if args.no_verify else ", checked against PyTorch"
