@@ -70,8 +70,8 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
             return None if batch is None else {INPUT_NAME: batch}
 
     # Weights in 7 bits (reduce_range): without VNNI, x86 multiplies uint8 by int8 with vpmaddubsw, which
-    # saturates a pair's sum at 16 bits; 255 x 64 x 2 stays under it, so every x86 CPU computes the same
-    # integers and the shipped numbers hold on each (measured: PublicTest accuracy within 0.1 point of 8 bits).
+    # saturates a pair's sum at 16 bits; 255 x 64 x 2 stays under it, so CPUs with and without VNNI should compute
+    # the same integers (VNNI-less CPUs not measured yet; on VNNI, PublicTest accuracy within 0.1 point of 8 bits).
     # The head (the last linear layer onward: temperature, TTA mean, softmax) stays float: quantized, the logits
     # the host's TTA averages and the probabilities would come out in steps of 1/255, not summing to one.
     float_proto = onnx.load(str(source))
