@@ -96,7 +96,8 @@ def evaluate_model(model: nn.Module | Any, config: ModelConfig, split: FaceDatas
         split = split.subset(np.isin(split.labels, [split.label_names.index(n) for n in mapping.shared]))
     y_true = np.array([mapping.shared.index(split.label_names[i]) for i in split.labels], np.int64)
     faces = occlude_faces(split.images, occlusion) if occlusion else split.images
-    if hasattr(model, "predict_proba"):  # an ONNX Runtime classifier: its TTA was fixed when it was loaded
+    on_onnx = hasattr(model, "predict_proba")  # an ONNX Runtime classifier: its TTA was fixed when it was loaded
+    if on_onnx:
         probs = model.predict_proba(faces)
         tta = model.tta
     else:
@@ -110,7 +111,7 @@ def evaluate_model(model: nn.Module | Any, config: ModelConfig, split: FaceDatas
     metrics["ece"] = expected_calibration_error(y_true, probs)
     metrics["tta"] = config.tta if tta is None else tta
     metrics["occlusion"] = occlusion or "full"
-    if hasattr(model, "predict_proba"):
+    if on_onnx:
         metrics["backend"] = "onnx int8" if model.quantized else "onnx"
     if not mapping.identity:
         predicted = np.array(config.labels)[all_outputs.argmax(1)]

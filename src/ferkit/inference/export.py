@@ -124,10 +124,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         "version": __version__,
         **source,
     }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
+    set_metadata(proto, {META_PREFIX + k: v for k, v in meta.items()})
     proto.producer_name, proto.producer_version = "ferkit", __version__
     proto.doc_string = f"ferkit {config.arch} expression classifier ({', '.join(config.labels)})"
     with atomic_write(out) as f:
@@ -138,17 +135,21 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     return out
 
 
+def set_metadata(proto, entries: dict[str, str]) -> None:
+    """Make ``entries`` (full keys) the whole metadata of an ONNX ModelProto."""
+    del proto.metadata_props[:]
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def update_metadata(path: str | Path, entries: dict[str, str]) -> None:
     """Add or replace ``ferkit.*`` metadata entries of an .onnx file in place (atomically)."""
     import onnx
 
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
-    meta.update({META_PREFIX + k: v for k, v in entries.items()})
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(proto, {**meta, **{META_PREFIX + k: v for k, v in entries.items()}})
     with atomic_write(Path(path)) as f:
         f.write(proto.SerializeToString())
 

@@ -43,7 +43,7 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    from ferkit.inference.export import INPUT_NAME, META_PREFIX
+    from ferkit.inference.export import INPUT_NAME, META_PREFIX, set_metadata
     from ferkit.inference.onnx_backend import OnnxClassifier
     from ferkit.paths import atomic_write, sha256_file
 
@@ -94,10 +94,7 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
         "calibration": method, "calibration_faces": int(len(faces)),
         "float_sha256": sha256_file(source),
     })
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(proto, meta)
     with atomic_write(out) as f:
         f.write(proto.SerializeToString())
     return out
