@@ -124,6 +124,13 @@ def bench_ferkit(args, folder: Path, model: str, classifiers: dict, threads: int
             torch.set_num_threads(threads)
             return dict(model=model, detector="yunet", backend="torch")
         setups.append(("ferkit yunet + torch", torch_setup))
+    if args.opencv_detector:  # YuNet on OpenCV's FaceDetectorYN, the default engine until 2026-12-02
+        def opencv_setup():
+            from ferkit.inference.detectors import create_detector
+
+            return dict(model=classifiers[DEFAULT_NAME](threads),
+                        detector=create_detector("yunet", model_path=args.detector_model, min_face=10, engine="opencv"))
+        setups.append((f"{DEFAULT_NAME}, OpenCV YuNet", opencv_setup))
     if args.haar:
         setups.append(("ferkit haar + onnx", lambda: dict(model=classifiers[DEFAULT_NAME](threads), detector="haar")))
     rows = []
@@ -187,6 +194,8 @@ def main() -> None:
     p.add_argument("--float", action="store_true",
                    help="also measure a shipped INT8 twin's float counterpart (exported here, TTA inside)")
     p.add_argument("--torch", action="store_true", help="also measure the torch backend")
+    p.add_argument("--opencv-detector", action="store_true",
+                   help="also measure the default pipeline with YuNet on OpenCV's FaceDetectorYN")
     p.add_argument("--haar", action="store_true", help="also measure the Haar fallback detector")
     p.add_argument("--fer-python", default=None, help="python of a virtualenv with `fer` installed")
     p.add_argument("--repeats", type=int, default=20)

@@ -1,8 +1,9 @@
-"""YuNet's input size (``max_side``) as a speed lever: time per 640x480 frame, the smallest face still found, and
-recall against full-resolution detection on the shared media, per size, in one run.
+"""YuNet's input size (``max_side``) and engine (ONNX Runtime or OpenCV's FaceDetectorYN) as speed levers: time
+per 640x480 frame, the smallest face still found, and recall against full-resolution detection on the shared
+media, per engine and size, in one run.
 
     python benchmarks/probe_detector_size.py --detector-model ../shared/models/face_detection_yunet_2023mar.onnx \
-        --media ../shared/media [--sizes 480,400,352,320] [--threads 1]
+        --media ../shared/media [--sizes 480,400,352,320] [--engines onnxruntime,opencv] [--threads 1]
 
 Time: ``detect`` on the bench_predict frames (one, two and five faces), median of ``--repeats``. Smallest face:
 the face of single_face.jpg shrunk step by step (2 px) into a grey 640x480 frame, the narrowest box width still
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--detector-model", required=True)
     ap.add_argument("--media", type=Path, default=Path(__file__).resolve().parents[2] / "shared/media")
     ap.add_argument("--sizes", default="480,400,352,320")
+    ap.add_argument("--engines", default="onnxruntime,opencv")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
@@ -89,22 +91,22 @@ def main() -> None:
     images = media_images(args.media)
     references = [[d.box for d in full.detect(img) if min(d.box[2:]) >= 20] for img in images]
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        det = YuNetDetector(args.detector_model, min_face=4, max_side=size)
+    for engine, size in [(e, int(s)) for e in args.engines.split(",") for s in args.sizes.split(",")]:
+        det = YuNetDetector(args.detector_model, min_face=4, max_side=size, engine=engine)
         found = sum(sum(any(iou(r, d.box) > 0.5 for d in det.detect(img)) for r in refs)
                     for img, refs in zip(images, references))
-        rows.append({"max_side": size,
+        rows.append({"engine": engine, "max_side": size,
                      "frame_ms": {k: round(timed(lambda f=f: det.detect(f), args.repeats)[0], 2)
                                   for k, f in frames.items()},
                      "smallest_face_px": smallest_face(det, face, w),
                      "recall": f"{found}/{sum(map(len, references))}"})
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{len(images)} images; threads {args.threads}\n")
-    print("| max_side | 1-face frame (ms) | 2-face frame (ms) | 5-face frame (ms) | smallest face found (px, 640x480) "
-          "| faces >= 20 px found |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| engine | max_side | 1-face frame (ms) | 2-face frame (ms) | 5-face frame (ms) "
+          "| smallest face found (px, 640x480) | faces >= 20 px found |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['max_side']} | " + " | ".join(f"{v:.1f}" for v in r["frame_ms"].values())
+        print(f"| {r['engine']} | {r['max_side']} | " + " | ".join(f"{v:.1f}" for v in r["frame_ms"].values())
               + f" | {r['smallest_face_px']} | {r['recall']} |")
 
 

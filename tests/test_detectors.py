@@ -108,6 +108,43 @@ def test_detectors_can_be_shared_between_threads(media_dir, yunet):
     assert results == [True] * 12
 
 
+@pytest.mark.integration
+def test_onnxruntime_and_opencv_engines_find_the_same_faces(media_dir, yunet, yunet_model):
+    """The ONNX Runtime engine (the default) decodes YuNet as OpenCV's FaceDetectorYN does: same faces, boxes,
+    landmarks and scores on every shared photo, and at sizes that are not multiples of 32."""
+    opencv = YuNetDetector(yunet_model, engine="opencv")
+    assert yunet.engine == "onnxruntime"
+    found = 0
+    for name in YUNET_COUNTS:
+        image = photo(media_dir, name)
+        for im in (image, cv2.resize(image, (333, 251))):
+            ours, theirs = yunet.detect(im, "rgb"), opencv.detect(im, "rgb")
+            assert len(ours) == len(theirs), name
+            for a, b in zip(ours, theirs):
+                assert np.allclose(a.box, b.box, atol=0.01) and abs(a.score - b.score) < 1e-3, name
+                assert np.allclose(a.landmarks, b.landmarks, atol=0.01), name
+            found += len(ours)
+    assert found >= 30
+
+
+def test_unknown_yunet_engine(yunet_model):
+    with pytest.raises(DetectorError, match="unknown YuNet engine 'cuda'; choose one of auto, onnxruntime, opencv"):
+        YuNetDetector(yunet_model, engine="cuda")
+
+
+def test_an_onnx_file_that_is_not_yunet(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["out"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(DetectorError, match=r"relu.onnx is not a YuNet model \(it has no bbox_16, bbox_32"):
+        YuNetDetector(path)  # at construction (OpenCV's engine only fails on the first image)
+
+
 def test_none_detector_returns_the_whole_image():
     (d,) = WholeImageDetector().detect(np.zeros((48, 40, 3), np.uint8))
     assert d.box == (0.0, 0.0, 40.0, 48.0) and d.landmarks is None
@@ -285,11 +322,12 @@ def test_auto_uses_a_cached_yunet_where_opencv_lacks_haar(monkeypatch, tmp_path,
     assert create_detector("auto", model_path=yunet_model).name == "yunet"
 
 
-def test_corrupt_yunet_file(tmp_path):
+@pytest.mark.parametrize("engine", ["onnxruntime", "opencv"])
+def test_corrupt_yunet_file(tmp_path, engine):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
-    with pytest.raises(DetectorError, match="cannot load the YuNet model"):
-        create_detector("yunet", model_path=bad)
+    with pytest.raises(DetectorError, match="cannot load the YuNet model .*bad.onnx.*ferkit download"):
+        create_detector("yunet", model_path=bad, engine=engine)
 
 
 # -- alignment and cropping ------------------------------------------------------------------------------------

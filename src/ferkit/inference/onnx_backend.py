@@ -54,10 +54,8 @@ class OnnxClassifier:
                              f"export it with `ferkit export MODEL --format onnx`")
         self.config_dict: dict[str, Any] = json.loads(meta[META_PREFIX + "config"])
         self.metadata = {k[len(META_PREFIX):]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
-        self.graph_tta = meta.get(META_PREFIX + "tta", "none")  # the views averaged inside the graph
-        # A bare graph can name the TTA its model ships with (``export_onnx(tta_on_host=True)``): run by default.
-        own = meta.get(META_PREFIX + HOST_TTA_KEY) if self.graph_tta == "none" else None
-        self.tta = (own or self.graph_tta) if tta is None else check_tta(tta)
+        self.graph_tta, own = file_tta(meta)
+        self.tta = own if tta is None else check_tta(tta)
         if self.tta != self.graph_tta and self.graph_tta != "none":
             raise ModelError(f"{self.path} was exported with tta={self.graph_tta!r}; re-export with --tta {self.tta} "
                              f"to change it (or with --tta none, which lets any TTA run on the host)")
@@ -116,6 +114,14 @@ class OnnxClassifier:
             rows, cols = resize_matrix(faces.shape[1], s), resize_matrix(faces.shape[2], s)
             faces = np.einsum("oh,nhwc,pw->nopc", rows, faces, cols, optimize=True)
         return np.ascontiguousarray(faces, dtype=np.float32)
+
+
+def file_tta(meta: dict[str, str]) -> tuple[str, str]:
+    """From a ferkit export's metadata: (the TTA averaged inside the graph, the TTA the file runs by default).
+    A bare graph can name the TTA its model ships with (``export_onnx(tta_on_host=True)``); the host runs that."""
+    graph = meta.get(META_PREFIX + "tta", "none")
+    own = meta.get(META_PREFIX + HOST_TTA_KEY) if graph == "none" else None
+    return graph, own or graph
 
 
 def host_views(x: np.ndarray, mode: str) -> list[np.ndarray]:
