@@ -130,7 +130,7 @@ def bench_ferkit(args, folder: Path, model: str, classifiers: dict, threads: int
 
             return dict(model=classifiers[DEFAULT_NAME](threads),
                         detector=create_detector("yunet", model_path=args.detector_model, min_face=10, engine="opencv"))
-        setups.append((f"{DEFAULT_NAME}, OpenCV YuNet", opencv_setup))
+        setups.append((f"{DEFAULT_NAME}, YuNet on OpenCV", opencv_setup))
     if args.haar:
         setups.append(("ferkit haar + onnx", lambda: dict(model=classifiers[DEFAULT_NAME](threads), detector="haar")))
     rows = []

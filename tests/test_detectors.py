@@ -127,6 +127,16 @@ def test_onnxruntime_and_opencv_engines_find_the_same_faces(media_dir, yunet, yu
     assert found >= 30
 
 
+def test_onnxruntime_engine_threads_follow_opencv_and_do_not_spin(yunet_model, monkeypatch):
+    """Its threads default to OpenCV's count (the serve and video paths set OpenCV to one thread), and its pool
+    sleeps after each frame instead of spinning against the classifier's pool."""
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 3)
+    options = YuNetDetector(yunet_model)._engine().session.get_session_options()
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert YuNetDetector(yunet_model, threads=1)._engine().session.get_session_options().intra_op_num_threads == 1
+
+
 def test_unknown_yunet_engine(yunet_model):
     with pytest.raises(DetectorError, match="unknown YuNet engine 'cuda'; choose one of auto, onnxruntime, opencv"):
         YuNetDetector(yunet_model, engine="cuda")

@@ -10,7 +10,6 @@ inferred ``value_info``, which holds 640-based intermediate shapes); every other
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-
 from pathlib import Path
 
 # Field numbers of onnx.proto3 (ModelProto.graph and .metadata_props; StringStringEntryProto.key/value;
