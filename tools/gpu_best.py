@@ -146,13 +146,15 @@ def evaluate(args, checkpoints: list[Path]) -> list[dict]:
 
 
 def halve(src: Path, dst: Path) -> None:
-    """The checkpoint with float16 weights (half the file; `load_model` casts them back)."""
-    import torch
+    """The checkpoint with float16 weights (half the file; `load_model` casts them back), written as
+    `tools/ship_model.py --half` writes one."""
+    from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, save_checkpoint
 
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    ckpt = {k: v for k, v in ckpt.items() if k in ("format", "version", "config", "state_dict", "meta")}
-    ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    torch.save(ckpt, dst)
+    ckpt = load_checkpoint(src)
+    config = ModelConfig.from_dict(ckpt["config"])
+    model = build_model(config)
+    model.load_state_dict(ckpt["state_dict"])
+    save_checkpoint(dst, model.half(), config, meta=ckpt.get("meta"))
 
 
 def machine() -> dict:
