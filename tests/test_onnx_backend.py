@@ -200,3 +200,33 @@ def test_a_checkpoint_exported_once_runs_another_tta_later_without_pytorch(ferne
     monkeypatch.setattr(backend, "require", no_torch)
     again = load_onnx_classifier(str(ckpt), tta="flip_shift", device="cpu")
     assert again.path == first.path and again.tta == "flip_shift"
+
+
+def test_adaptive_tta_runs_on_the_host_and_gives_what_torch_gives(fernet_exports, monkeypatch):
+    import ferkit.transforms.views as views
+    from ferkit.inference.torch_backend import classify
+    from ferkit.models.checkpoint import load_model
+
+    ckpt, exports = fernet_exports
+    adaptive = OnnxClassifier(exports["adaptive"], device="cpu", batch_size=3)
+    # No static graph can hold it: the export is the bare network, with adaptive as its host TTA.
+    assert (adaptive.graph_tta, adaptive.tta, adaptive.host_tta) == ("none", "adaptive", "adaptive")
+    faces = np.random.default_rng(2).integers(0, 256, (12, 24, 24, 3), np.uint8)
+    flip = OnnxClassifier(exports["none"], device="cpu", tta="flip").predict_proba(faces)
+    full = OnnxClassifier(exports["none"], device="cpu", tta="flip_shift").predict_proba(faces)
+    threshold = float(np.sort(flip.max(1))[5:7].mean())  # between two faces' confidences: both stages run
+    monkeypatch.setattr(views, "ADAPTIVE_CONFIDENCE", threshold)
+    again = flip.max(1) < threshold
+    assert 0 < again.sum() < len(faces)
+    got = adaptive.predict_proba(faces)
+    assert np.allclose(got[~again], flip[~again], atol=1e-6) and np.allclose(got[again], full[again], atol=1e-5)
+    model, config = load_model(ckpt)
+    assert np.allclose(classify(model, faces, config, tta="adaptive"), got, atol=1e-4)
+
+
+def test_host_views_refuse_adaptive():
+    from ferkit.errors import ModelError
+    from ferkit.inference.onnx_backend import host_views
+
+    with pytest.raises(ModelError, match="adaptive TTA has no fixed views"):
+        host_views(np.zeros((1, 8, 8, 3), np.float32), "adaptive")

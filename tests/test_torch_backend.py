@@ -136,3 +136,49 @@ def test_classifier_loads_a_checkpoint(tmp_path: Path):
     assert clf.description == "seeded.pt (baseline_cnn, torch on cpu, tta=none)"
     probs = clf.predict_proba(np.random.default_rng(2).integers(0, 256, (3, 48, 48), np.uint8))
     assert probs.shape == (3, len(EMOTIONS)) and np.allclose(probs.sum(1), 1.0, atol=1e-6)
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts the faces it is shown, to see which stage adaptive TTA ran them through."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.seen = model, 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return self.model(x)
+
+
+def test_adaptive_tta_is_flip_where_flip_is_sure_and_flip_shift_elsewhere(faces):
+    model = linear_model()
+    x = faces_to_tensor(faces, config())
+    flip, full = reference_logits(model, faces, config(), "flip"), reference_logits(model, faces, config(), "flip_shift")
+    top = F.softmax(flip, dim=1).max(1).values
+    ranked = top.sort().values
+    threshold = float(ranked[3:5].mean())  # between two faces' confidences: 4 of 7 unsure, both stages run
+    import ferkit.transforms.views as views
+
+    old, views.ADAPTIVE_CONFIDENCE = views.ADAPTIVE_CONFIDENCE, threshold
+    try:
+        counted = CountingModel(model)
+        got = predict_logits(counted, x, "adaptive")
+    finally:
+        views.ADAPTIVE_CONFIDENCE = old
+    again = top < threshold
+    assert 0 < int(again.sum()) < len(faces)
+    assert torch.allclose(got[~again], flip[~again], atol=1e-5)
+    assert torch.allclose(got[again], full[again], atol=1e-5)
+    assert counted.seen == 2 * len(faces) + 8 * int(again.sum())  # the extra views only for the unsure faces
+    # Scoring from all ten views at once (training's validation) picks the same rows.
+    assert torch.allclose(views.adaptive_mean(view_logits(model, x, "flip_shift"), threshold=threshold), got, atol=1e-5)
+
+
+def test_adaptive_tta_reads_calibrated_probabilities(faces):
+    """The temperature decides who is unsure: a sharp one makes every face sure (flip), a flat one none."""
+    model = linear_model()
+    flip = classify(model, faces, config(temperature=0.001), tta="flip")
+    assert np.array_equal(classify(model, faces, config(temperature=0.001), tta="adaptive"), flip)
+    full = classify(model, faces, config(temperature=1000.0), tta="flip_shift")
+    assert np.allclose(classify(model, faces, config(temperature=1000.0), tta="adaptive"), full, atol=1e-7)
+    assert not np.allclose(flip, classify(model, faces, config(temperature=0.001), tta="flip_shift"), atol=1e-3)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.errors import FerkitError
-from ferkit.transforms.views import TTA_MODES, centre_window, check_tta, crop_side, tta_views
+from ferkit.transforms.views import FIXED_TTA_MODES, TTA_MODES, centre_window, check_tta, crop_side, tta_views
 
 
 def batch(size: int, n: int = 2, c: int = 1, seed: int = 0) -> torch.Tensor:
@@ -37,7 +37,7 @@ def test_check_tta_returns_a_known_mode(mode):
 
 def test_check_tta_names_the_setting_and_lists_the_modes():
     with pytest.raises(FerkitError, match=r"^unknown TTA mode 'mirror'; choose one of none, flip, flip_shift, "
-                                          r"flip_crop$"):
+                                          r"flip_crop, adaptive$"):
         check_tta("mirror")
     with pytest.raises(FerkitError, match=r"^unknown --tta 'Flip';"):
         check_tta("Flip", "--tta")
@@ -114,7 +114,7 @@ def test_flip_crop_corners_leave_out_the_opposite_corner():
     assert bottom_right[..., -1, -1] > 0.9
 
 
-@pytest.mark.parametrize("mode", TTA_MODES)
+@pytest.mark.parametrize("mode", FIXED_TTA_MODES)
 def test_a_static_size_gives_the_views_an_inferred_one_does(mode):
     # Export passes the side as an int because tracing turns x.shape[-1] into a tensor.
     x = batch(40, c=3)
@@ -125,3 +125,20 @@ def test_a_static_size_gives_the_views_an_inferred_one_does(mode):
 def test_tta_views_refuses_an_unknown_mode():
     with pytest.raises(FerkitError, match="unknown TTA mode 'shift'"):
         tta_views(batch(8), "shift")
+
+
+def test_adaptive_tta_has_no_fixed_views():
+    with pytest.raises(FerkitError, match="adaptive TTA has no fixed views"):
+        tta_views(batch(16), "adaptive")
+
+
+def test_unsure_is_a_top_class_below_the_threshold_in_numpy_and_torch():
+    from ferkit.transforms.views import ADAPTIVE_CONFIDENCE, unsure
+
+    # Softmax top classes 0.9, 0.5 + a hair, 0.5 - a hair, 1/7 (uniform).
+    logits = np.log(np.array([[0.9, 0.1, 0, 0], [0.5001, 0.4999, 0, 0], [0.4999, 0.3, 0.2001, 0],
+                              [1, 1, 1, 1]]) + 1e-12)
+    assert ADAPTIVE_CONFIDENCE == 0.5
+    assert unsure(logits).tolist() == [False, False, True, True]
+    assert unsure(torch.from_numpy(logits)).tolist() == [False, False, True, True]
+    assert unsure(logits, threshold=0.95).tolist() == [True, True, True, True]

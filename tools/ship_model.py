@@ -14,7 +14,12 @@ members' training commands, wall times and hardware are read from their run fold
 The ONNX twin is what `backend="auto"` runs on CPUs. With --int8 it is the network alone, quantized (uint8
 activations, int8 weights, calibrated on 512 seeded training faces), with the model's TTA cut on the host; its
 own accuracy on --split, per TTA mode, is stored in its metadata (`ferkit.evaluated`) for the model card.
---twin-only rebuilds the twin of the shipped NAME.pt and leaves the .pt as it is.
+--twin-only rebuilds the twin of the shipped NAME.pt and leaves the .pt as it is; --retune-tta MODE stores another
+inference TTA in the shipped NAME.pt (weights, temperature and training record as they are), then rebuilds the twin.
+
+`adaptive` TTA (flip, then flip_shift for the faces flip is unsure of) is never picked by itself: it is a speed
+setting, given with --tta or --retune-tta. It reads calibrated probabilities, so its temperature is the one fitted
+on flip_shift's probabilities, the answer it gives on unsure faces.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx, update_metadata
 from ferkit.inference.onnx_backend import OnnxClassifier
 from ferkit.inference.quantize import quantize_onnx
-from ferkit.transforms.views import TTA_MODES
+from ferkit.transforms.views import FIXED_TTA_MODES, TTA_MODES
 from ferkit.evaluation.metrics import expected_calibration_error
 
 
@@ -45,7 +50,12 @@ def main() -> None:
     ap.add_argument("--half", action="store_true", help="store the weights as float16 (half the file)")
     ap.add_argument("--int8", action="store_true", help="ship the ONNX twin quantized to INT8, TTA on the host")
     ap.add_argument("--twin-only", action="store_true", help="only rebuild the ONNX twin of the shipped NAME.pt")
+    ap.add_argument("--retune-tta", choices=TTA_MODES, metavar="MODE",
+                    help="only store this inference TTA in the shipped NAME.pt, then rebuild its twin")
     args = ap.parse_args()
+    if args.retune_tta:
+        retune_tta(args.name, args.retune_tta, args.data, args.split, int8=args.int8)
+        return
     if args.twin_only:
         ship_onnx_twin(args.name, args.data, args.split, int8=args.int8)
         return
@@ -62,12 +72,12 @@ def main() -> None:
     split = load_dataset(args.data).split(args.split)
 
     by_tta = {}
-    for tta in TTA_MODES:
+    for tta in FIXED_TTA_MODES:
         config.temperature = 1.0
         by_tta[tta] = evaluate_model(model, config, split, tta=tta, progress=True)
         print(f"tta={tta}: accuracy {by_tta[tta].metrics['accuracy']:.4f}")
-    best_tta = args.tta or max(TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
-    chosen = by_tta[best_tta]
+    best_tta = args.tta or max(FIXED_TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
+    chosen = by_tta["flip_shift" if best_tta == "adaptive" else best_tta]
     temperature = fit_temperature(chosen.probs, chosen.y_true)
     calibrated = rescale(chosen.probs, 1.0, temperature)
     ece_before = expected_calibration_error(chosen.y_true, chosen.probs)
@@ -80,9 +90,11 @@ def main() -> None:
     config.tta, config.temperature = best_tta, temperature
     # Recomputed with the final config, exactly as `ferkit evaluate --model NAME` will compute it.
     metrics = evaluate_model(model, config, split).metrics
+    accuracy_by_tta = {t: by_tta[t].metrics["accuracy"] for t in FIXED_TTA_MODES}
+    # Adaptive's escalation reads calibrated probabilities: scored with the fitted temperature.
+    accuracy_by_tta["adaptive"] = evaluate_model(model, config, split, tta="adaptive").metrics["accuracy"]
     meta = {
-        "name": args.name, "selected_on": args.split,
-        "accuracy_by_tta": {t: by_tta[t].metrics["accuracy"] for t in TTA_MODES},
+        "name": args.name, "selected_on": args.split, "accuracy_by_tta": accuracy_by_tta,
         "ece_uncalibrated": ece_before, "metrics": metrics,
     }
     if config.arch == "ensemble":
@@ -96,6 +108,27 @@ def main() -> None:
     save_checkpoint(out, model.half() if args.half else model, config, meta=meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     ship_onnx_twin(args.name, args.data, args.split, int8=args.int8, split_data=split)
+
+
+def retune_tta(name: str, tta: str, data: str, split_name: str, *, int8: bool) -> None:
+    """Store ``tta`` as the shipped NAME.pt's inference TTA, with its metrics, and rebuild the twin."""
+    pt = WEIGHTS_DIR / f"{name}.pt"
+    ckpt = load_checkpoint(pt)
+    config = ModelConfig.from_dict(ckpt["config"])
+    model = build_model(config)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    split = load_dataset(data).split(split_name)
+    before = config.tta
+    config.tta = tta
+    metrics = evaluate_model(model, config, split, progress=True).metrics
+    meta = dict(ckpt["meta"])
+    meta["accuracy_by_tta"] = {**meta.get("accuracy_by_tta", {}), tta: metrics["accuracy"]}
+    meta["metrics"], meta["tta_changed"] = metrics, f"{before} -> {tta} (tools/ship_model.py --retune-tta)"
+    half = any(str(v.dtype) == "torch.float16" for v in ckpt["state_dict"].values())
+    save_checkpoint(pt, model.half() if half else model, config, meta=meta)
+    print(f"wrote {pt}: tta {before} -> {tta}, accuracy {metrics['accuracy']:.4f} on {split_name}")
+    ship_onnx_twin(name, data, split_name, int8=int8, split_data=split)
 
 
 def ship_onnx_twin(name: str, data: str, split_name: str, *, int8: bool, split_data=None) -> None:

@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="shipped model name, checkpoint .pt or exported .onnx")
     p.add_argument("--tta", choices=("auto", *TTA_MODES), default="auto",
                    help="test-time augmentation; auto = flip where the model can run it, else the model's own "
-                        "(flip: 1.0 point below the photo default flip_shift on FER2013, 1.5x the frames/s; "
+                        "(flip: 0.9 point below the photo default, adaptive, on FER2013, and never slower; "
                         "smoothing over frames does what its shifted views do)")
     p.add_argument("--detector", default="auto", choices=("auto", "yunet", "haar", "none"),
                    help="face detector; auto = YuNet (fetched once into the cache), else Haar; none = every "

@@ -62,6 +62,11 @@ def _wrapper(model, config, tta: str):
         def forward(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = faces.permute(0, 3, 1, 2).to(torch.float32)
             x = normalize(match_channels(x, config.in_chans), config)
+            if tta == "adaptive":  # never traced (export_onnx cuts it on the host); what _verify compares with
+                from ferkit.inference.torch_backend import predict_logits
+
+                logits = predict_logits(self.model, x, tta, config.temperature) / config.temperature
+                return torch.softmax(logits, dim=1), logits
             views = views_of(x)
             stacked = torch.cat(views) if len(views) > 1 else x
             logits = self.model(stacked).float().view(len(views), -1, config.num_classes).mean(0)
@@ -100,6 +105,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         raise ModelError("give out= when exporting an in-memory model")
     tta = config.tta if tta is None else tta
     check_tta(tta)
+    tta_on_host = tta_on_host or tta == "adaptive"  # its second stage depends on the first: no static graph
     out = Path(out)
     graph_tta = "none" if tta_on_host else tta
     graph = _wrapper(net, config, graph_tta)

@@ -5,7 +5,8 @@ own metadata.
 A graph exported without TTA (``tta=none``) can still average any TTA mode: the views are cut on the host
 (``host_views``, the same pixels ``ferkit.transforms.views.tta_views`` gives torch), run through the graph in
 one batch, and their logits averaged before the softmax, as the TTA graphs do inside. So a model shipped
-without TTA keeps ``--tta flip_shift`` one flag away on the base install, without torch to re-export it."""
+without TTA keeps ``--tta flip_shift`` one flag away on the base install, without torch to re-export it.
+Adaptive TTA, whose second batch depends on the first one's answer, runs only this way."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import HOST_TTA_KEY, INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.inference.quantize import QUANT_KEY
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
-from ferkit.transforms.views import centre_window, check_tta, crop_side
+from ferkit.transforms.views import ADAPTIVE_STAGES, centre_window, check_tta, crop_side, unsure
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,29 @@ class OnnxClassifier:
             if self.host_tta == "none":
                 out[sl] = self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: faces[sl]})[0]
                 continue
-            views = host_views(faces[sl], self.host_tta)
-            logits = self.session.run([OUTPUT_NAMES[1]], {INPUT_NAME: np.concatenate(views)})[0]
-            mean = logits.reshape(len(views), -1, logits.shape[1]).mean(0)  # already divided by the temperature
+            if self.host_tta == "adaptive":
+                mean = self._adaptive_logits(faces[sl])
+            else:
+                mean = self._mean_logits(host_views(faces[sl], self.host_tta))
             e = np.exp(mean - mean.max(1, keepdims=True))
             out[sl] = e / e.sum(1, keepdims=True)
         return out
+
+    def _mean_logits(self, views: list[np.ndarray]) -> np.ndarray:
+        """Mean logits (already divided by the temperature, inside the graph) of equal-sized view batches."""
+        logits = self.session.run([OUTPUT_NAMES[1]], {INPUT_NAME: np.concatenate(views)})[0]
+        return logits.reshape(len(views), -1, logits.shape[1]).mean(0)
+
+    def _adaptive_logits(self, x: np.ndarray) -> np.ndarray:
+        """Adaptive TTA, as ``torch_backend.predict_logits`` runs it: flip's two views for every face, the rest
+        of flip_shift's views for the faces flip is unsure of."""
+        first, second = ADAPTIVE_STAGES
+        mean = self._mean_logits(host_views(x, first))
+        again = unsure(mean)
+        if again.any():
+            rest = host_views(x[again], second)[2:]
+            mean[again] = (2 * mean[again] + len(rest) * self._mean_logits(rest)) / (2 + len(rest))
+        return mean
 
     @property
     def quantized(self) -> bool:
@@ -127,7 +145,9 @@ def file_tta(meta: dict[str, str]) -> tuple[str, str]:
 def host_views(x: np.ndarray, mode: str) -> list[np.ndarray]:
     """``tta_views`` on the host: the views of an N x S x S x C float batch (the graph's input), in the order
     and with the pixels torch's TTA graphs use (flip; 5% shifts with edge pixels repeated; 7/8 corner crops
-    resized back bilinearly)."""
+    resized back bilinearly). Adaptive TTA has no fixed views (``OnnxClassifier._adaptive_logits``)."""
+    if mode == "adaptive":
+        raise ModelError("adaptive TTA has no fixed views; OnnxClassifier runs its two stages")
     size = x.shape[1]
     views = [x]
     if mode != "none":

@@ -13,13 +13,14 @@ from ferkit.batching import iter_batches
 from ferkit.devices import resolve_device
 from ferkit.models.config import ModelConfig
 from ferkit.transforms.preprocess import faces_to_tensor
-from ferkit.transforms.views import tta_views
+from ferkit.transforms.views import ADAPTIVE_STAGES, fixed_views, tta_views, unsure
 
 
 @torch.inference_mode()
 def view_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """V x N x K logits, one row per TTA view of a normalised batch (view 0 is the batch itself)."""
-    views = tta_views(x, tta)
+    """V x N x K logits, one row per TTA view of a normalised batch (view 0 is the batch itself); adaptive TTA
+    gets all of flip_shift's views (``ferkit.transforms.views.adaptive_mean`` picks from them)."""
+    views = tta_views(x, fixed_views(tta))
     if len(views) == 1:
         return model(x).float().unsqueeze(0)
     stacked = torch.cat(views)  # one big forward pass beats several small ones on CPU
@@ -27,9 +28,19 @@ def view_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.T
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """Mean logits over the TTA views of a normalised batch."""
-    return view_logits(model, x, tta).mean(0)
+def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none", temperature: float = 1.0) -> torch.Tensor:
+    """Mean logits over the TTA views of a normalised batch. Adaptive TTA runs flip's two views, then the rest
+    of flip_shift's views for the faces whose flip answer (logits / ``temperature``) is unsure."""
+    if tta != "adaptive":
+        return view_logits(model, x, tta).mean(0)
+    first, second = ADAPTIVE_STAGES
+    logits = view_logits(model, x, first).mean(0)
+    again = unsure(logits / temperature)
+    if bool(again.any()):
+        rest = tta_views(x[again], second)[2:]  # flip_shift's views after the face and its mirror image
+        more = model(torch.cat(rest)).float().view(len(rest), -1, logits.shape[1])
+        logits[again] = (2 * logits[again] + more.sum(0)) / (2 + len(rest))
+    return logits
 
 
 def classify(model: nn.Module, faces: np.ndarray | torch.Tensor, config: ModelConfig, *,
@@ -47,7 +58,7 @@ def classify(model: nn.Module, faces: np.ndarray | torch.Tensor, config: ModelCo
     model.eval()
     for sl in batches:
         x = faces_to_tensor(faces[sl], config, device)
-        logits = predict_logits(model, x, tta) / config.temperature
+        logits = predict_logits(model, x, tta, config.temperature) / config.temperature
         out[sl] = F.softmax(logits, dim=1).cpu().numpy()
     return out
 

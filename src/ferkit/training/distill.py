@@ -75,7 +75,7 @@ class Teacher:
         """Probabilities (N x classes, float32) for the student's normalised batch ``x``."""
         x = self._teacher_input(x)
         with mixed_precision(self.device, self.amp_dtype):
-            logits = predict_logits(self.model, x, self.tta)
+            logits = predict_logits(self.model, x, self.tta, self.config.temperature)
         return torch.softmax(logits.float() / self.config.temperature, dim=1)
 
 

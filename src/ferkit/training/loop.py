@@ -44,6 +44,7 @@ from ferkit.training.sam import SharpnessAware, frozen_batchnorm_statistics
 from ferkit.training.schedule import Plateau, lr_factor, make_optimizer
 from ferkit.training.state import TrainState
 from ferkit.transforms.preprocess import faces_to_tensor
+from ferkit.transforms.views import adaptive_mean
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,7 @@ def validate(model: nn.Module, mcfg: ModelConfig, val_ds: FaceDataset, device: t
     for sl in iter_batches(len(y), batch_size):
         logits = view_logits(model, faces_to_tensor(val_ds.images[sl], mcfg, device), tta) / mcfg.temperature
         plain[sl] = F.softmax(logits[0], dim=1).cpu().numpy()
-        averaged[sl] = F.softmax(logits.mean(0), dim=1).cpu().numpy()
+        averaged[sl] = F.softmax(adaptive_mean(logits) if tta == "adaptive" else logits.mean(0), dim=1).cpu().numpy()
     p_true = np.clip(plain[np.arange(len(y)), y], 1e-12, 1.0)
     row = {f"{prefix}_loss": float(-np.log(p_true).mean()), f"{prefix}_accuracy": float((plain.argmax(1) == y).mean())}
     if tta != "none":

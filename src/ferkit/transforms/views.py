@@ -4,15 +4,53 @@ the CLI all take these from here, so a face is cut the same way whichever of the
 module does not import torch (the ONNX backend uses the window and the mode names); ``tta_views`` does."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ferkit.errors import FerkitError
 
 if TYPE_CHECKING:
     import torch
 
-# Test-time augmentation modes (views made by tta_views).
-TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
+# Test-time augmentation modes (views made by tta_views). "adaptive" is not a fixed set of views: flip for every
+# face, then flip_shift's other eight views only for the faces whose flip answer gives its top class less than
+# ADAPTIVE_CONFIDENCE (a calibrated probability); those faces get flip_shift's answer exactly. On the shipped
+# `default` that is about a fifth of FER2013's test faces, so it costs ~3.5 views a face instead of 10 for most
+# of flip_shift's gain (docs/experiments/test-time-augmentation.md).
+TTA_MODES = ("none", "flip", "flip_shift", "flip_crop", "adaptive")
+FIXED_TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
+ADAPTIVE_CONFIDENCE = 0.5
+ADAPTIVE_STAGES = ("flip", "flip_shift")  # what every face gets, what the unsure ones get
+
+
+def fixed_views(mode: str) -> str:
+    """The fixed view set whose views ``mode`` may need: flip_shift's for adaptive, else the mode itself."""
+    return ADAPTIVE_STAGES[1] if mode == "adaptive" else mode
+
+
+def unsure(scaled_logits, threshold: float | None = None):
+    """Boolean mask of the rows (temperature-scaled logits, numpy or torch) whose softmax top class is below
+    ``threshold``: the faces adaptive TTA looks at again. max softmax < t  <=>  logsumexp(z - max z) > -log t."""
+    threshold = ADAPTIVE_CONFIDENCE if threshold is None else threshold
+
+    if hasattr(scaled_logits, "logsumexp"):  # torch
+        top = scaled_logits.max(dim=1, keepdim=True).values
+        return (scaled_logits - top).logsumexp(dim=1) > -math.log(threshold)
+    z = scaled_logits - scaled_logits.max(axis=1, keepdims=True)
+    return np.log(np.exp(z).sum(axis=1)) > -math.log(threshold)
+
+
+def adaptive_mean(view_logits, temperature: float = 1.0, threshold: float | None = None):
+    """Adaptive TTA's mean logits from all of flip_shift's V x N x K view logits (numpy or torch; view 0 the
+    face, view 1 its mirror image): flip's mean where flip is sure, flip_shift's mean elsewhere. For scoring
+    every mode from one pass (training's validation); inference computes the extra views for unsure faces only."""
+    flip, full = view_logits[:2].mean(0), view_logits.mean(0)
+    mask = unsure(flip / temperature, threshold)
+    if hasattr(mask, "unsqueeze"):  # torch
+        return flip.where(~mask.unsqueeze(1), full)
+    return np.where(mask[:, None], full, flip)
 
 
 def check_tta(mode: str, what: str = "TTA mode") -> str:
@@ -45,6 +83,9 @@ def tta_views(x: torch.Tensor, mode: str, size: int | None = None) -> list[torch
     import torch.nn.functional as F
 
     check_tta(mode)
+    if mode == "adaptive":
+        raise FerkitError("adaptive TTA has no fixed views: its second stage depends on the first stage's answer "
+                          "(ferkit.inference.torch_backend.predict_logits runs it)")
     size = x.shape[-1] if size is None else size
     views = [x]
     if mode != "none":

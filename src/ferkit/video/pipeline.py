@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 #: Test-time augmentation of the video path: the face and its mirror image. Smoothing averages each track over
 #: frames, which do what the photo default's shifted copies do. On FER2013 PublicTest the default model's INT8
-#: twin scores 70.35% with flip, 71.38% with flip_shift, 68.99% with none; end to end on a 640x360 one-face clip
-#: flip runs at 1.5x the frames/s of flip_shift and as fast as none (the detector dominates;
-#: benchmarks/bench_video.py).
+#: twin scores 70.35% with flip, 71.25% with its shipped adaptive, 71.38% with flip_shift, 68.99% with none;
+#: adaptive costs flip's two views a face and up to eight more for the faces flip is unsure of, so flip is never
+#: slower, and a steady frame rate matters more in video (benchmarks/bench_video.py).
 VIDEO_TTA = "flip"
 
 
@@ -440,7 +440,8 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
 
 
 #: Forward passes per face of each TTA mode: video swaps a model's own TTA for VIDEO_TTA only when it is dearer.
-VIEWS = {"none": 1, "flip": 2, "flip_shift": 10, "flip_crop": 10}
+#: Adaptive runs 2 to 10 (flip, then flip_shift for unsure faces): never cheaper than flip.
+VIEWS = {"none": 1, "flip": 2, "flip_shift": 10, "flip_crop": 10, "adaptive": 10}
 
 
 def _own_tta(model: Any, backend: str, device: str) -> str | None:
