@@ -182,3 +182,22 @@ def test_adaptive_tta_reads_calibrated_probabilities(faces):
     full = classify(model, faces, config(temperature=1000.0), tta="flip_shift")
     assert np.allclose(classify(model, faces, config(temperature=1000.0), tta="adaptive"), full, atol=1e-7)
     assert not np.allclose(flip, classify(model, faces, config(temperature=0.001), tta="flip_shift"), atol=1e-3)
+
+
+def test_training_validation_scores_adaptive_tta_as_inference_runs_it():
+    """best.pt is chosen by validation's TTA accuracy, so adaptive must score there what classify gives."""
+    from ferkit.data.dataset import FaceDataset
+    from ferkit.training.loop import validate
+
+    rng = np.random.default_rng(10)  # a draw where adaptive's accuracy is neither flip's nor flip_shift's
+    images = rng.integers(0, 256, (40, SIZE, SIZE), np.uint8)
+    labels = rng.integers(0, len(EMOTIONS), 40).astype(np.int64)
+    ds = FaceDataset(images, labels, np.array(["val"] * 40), np.array(["x"] * 40), EMOTIONS, "synthetic")
+    model, cfg = linear_model(), config(temperature=0.05)  # sharp enough that some faces are sure, some not
+    flip = classify(model, images, cfg, tta="flip")
+    assert 0 < (flip.max(1) < 0.5).sum() < 40
+    row = validate(model, cfg, ds, torch.device("cpu"), tta="adaptive", batch_size=16)
+    accuracy = {t: (classify(model, images, cfg, tta=t).argmax(1) == labels).mean()
+                for t in ("flip", "flip_shift", "adaptive")}
+    assert accuracy["adaptive"] not in (accuracy["flip"], accuracy["flip_shift"])
+    assert row["val_accuracy_tta"] == pytest.approx(accuracy["adaptive"])
