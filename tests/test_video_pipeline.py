@@ -300,3 +300,20 @@ def test_a_carried_box_that_left_the_frame_does_not_shift_the_other_faces_probab
     assert [f.track_id for f in frame.faces] == [2]  # the box outside the frame is not reported
     assert frame.faces[0].emotion == "happy"
     stream.close()
+
+
+def test_an_exported_onnx_file_gets_the_video_tta_only_where_its_graph_has_no_views_inside(tmp_path):
+    """An adaptive export is the bare network (its views are cut on the host), so video can run flip on it; a
+    graph with flip_shift inside can run nothing else."""
+    from ferkit.inference.export import export_onnx
+    from ferkit.video import pipeline, video_recognizer
+    from synthetic import seeded_checkpoint
+
+    ckpt = seeded_checkpoint(tmp_path / "net.pt", arch="fernet_s", input_size=24, tta="adaptive")
+    bare = export_onnx(ckpt, tmp_path / "bare.onnx")
+    inside = export_onnx(ckpt, tmp_path / "inside.onnx", tta="flip_shift")
+    assert pipeline._own_tta(bare, "auto", "cpu") == "adaptive"
+    assert pipeline._cheap_tta_available(bare, "auto", "cpu")
+    assert not pipeline._cheap_tta_available(inside, "auto", "cpu")
+    assert video_recognizer(bare, detector=SquareDetector()).classifier.tta == pipeline.VIDEO_TTA
+    assert video_recognizer(inside, detector=SquareDetector()).classifier.tta == "flip_shift"

@@ -417,8 +417,8 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
     """A Recognizer set up for video (options as ``Recognizer``).
 
     ``tta="auto"`` is ``VIDEO_TTA`` where the model's own TTA is dearer and the model can run VIDEO_TTA without an
-    export that needs missing packages (the torch backend; a shipped graph without TTA inside, whose views the
-    host cuts; an ONNX model exported once into the cache, which needs PyTorch), else the model's own;
+    export that needs missing packages (the torch backend; a shipped graph or an .onnx file without TTA inside,
+    whose views the host cuts; an ONNX model exported once into the cache, which needs PyTorch), else the model's own;
     None is always the model's own. ``threads``: ONNX Runtime's threads per forward pass. One: the pipeline's
     reader and writer threads keep the other cores busy, and a second pool of spinning threads on top of them
     costs more than it gives (about a third of the frame rate on 2 cores); None is ONNX Runtime's own choice.
@@ -483,8 +483,9 @@ def _cheap_tta_available(model: Any, backend: str, device: str) -> bool:
     if hasattr(model, "predict_proba") or isinstance(model, tuple):
         return False  # a ready classifier: its TTA is its own business
     spec = str(model)
-    if spec.endswith(".onnx"):
-        return False  # the views are inside the file
+    if spec.endswith(".onnx"):  # the host can cut other views only where none are inside the graph
+        meta = _onnx_metadata(spec) if Path(spec).is_file() else None
+        return meta is not None and file_tta(meta)[0] == "none"
     if resolve_backend(model, backend, device) == "torch":
         return True
     shipped = WEIGHTS_DIR / f"{spec}.onnx"
