@@ -148,6 +148,10 @@ def load(args, photos: list[bytes]) -> dict:
         "p99_ms": round(1000 * latency[int(0.99 * (len(latency) - 1))], 1),
         "rss_peak_mb": round(max(m for _, m in rss), 1),
         "rss_after_warmup_mb": round(after_warmup[0], 1), "rss_end_mb": round(after_warmup[-1], 1),
+        # The peak RSS of each quarter of the measured window: a plateau is an allocator warming up, a steady
+        # climb a leak.
+        "rss_quarter_peaks_mb": [round(max(m for t, m in rss if args.warmup + q * args.seconds / 4 <= t
+                                           < args.warmup + (q + 1) * args.seconds / 4), 1) for q in range(4)],
     }
 
 
