@@ -22,8 +22,8 @@ def main() -> None:
     ap.add_argument("--models", default="default,fast")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--tta", default=None, help="override the shipped TTA (none, flip, flip_shift, flip_crop, adaptive); "
-                    "torch backend and a cached ONNX export")
+    ap.add_argument("--tta", default=None, help="override the shipped TTA (none, flip, flip_shift, flip_crop, "
+                    "adaptive); torch backend and a cached ONNX export")
     ap.add_argument("--data", help="time on 64 FER2013 PublicTest faces from this dataset instead of noise")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

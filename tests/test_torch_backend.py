@@ -153,7 +153,8 @@ class CountingModel(nn.Module):
 def test_adaptive_tta_is_flip_where_flip_is_sure_and_flip_shift_elsewhere(faces):
     model = linear_model()
     x = faces_to_tensor(faces, config())
-    flip, full = reference_logits(model, faces, config(), "flip"), reference_logits(model, faces, config(), "flip_shift")
+    flip = reference_logits(model, faces, config(), "flip")
+    full = reference_logits(model, faces, config(), "flip_shift")
     top = F.softmax(flip, dim=1).max(1).values
     ranked = top.sort().values
     threshold = float(ranked[3:5].mean())  # between two faces' confidences: 4 of 7 unsure, both stages run

@@ -34,7 +34,7 @@ from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx, update_metadata
 from ferkit.inference.onnx_backend import OnnxClassifier
 from ferkit.inference.quantize import quantize_onnx
-from ferkit.transforms.views import FIXED_TTA_MODES, TTA_MODES
+from ferkit.transforms.views import FIXED_TTA_MODES, TTA_MODES, fixed_views
 from ferkit.evaluation.metrics import expected_calibration_error
 
 
@@ -77,7 +77,7 @@ def main() -> None:
         by_tta[tta] = evaluate_model(model, config, split, tta=tta, progress=True)
         print(f"tta={tta}: accuracy {by_tta[tta].metrics['accuracy']:.4f}")
     best_tta = args.tta or max(FIXED_TTA_MODES, key=lambda t: by_tta[t].metrics["accuracy"])
-    chosen = by_tta["flip_shift" if best_tta == "adaptive" else best_tta]
+    chosen = by_tta[fixed_views(best_tta)]  # adaptive: flip_shift's probabilities, its answer on unsure faces
     temperature = fit_temperature(chosen.probs, chosen.y_true)
     calibrated = rescale(chosen.probs, 1.0, temperature)
     ece_before = expected_calibration_error(chosen.y_true, chosen.probs)

@@ -34,7 +34,6 @@ def unsure(scaled_logits, threshold: float | None = None):
     """Boolean mask of the rows (temperature-scaled logits, numpy or torch) whose softmax top class is below
     ``threshold``: the faces adaptive TTA looks at again. max softmax < t  <=>  logsumexp(z - max z) > -log t."""
     threshold = ADAPTIVE_CONFIDENCE if threshold is None else threshold
-
     if hasattr(scaled_logits, "logsumexp"):  # torch
         top = scaled_logits.max(dim=1, keepdim=True).values
         return (scaled_logits - top).logsumexp(dim=1) > -math.log(threshold)
