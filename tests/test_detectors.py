@@ -402,3 +402,16 @@ def test_crops_at_the_border_replicate_edges():
     image = np.full((100, 100, 3), 200, np.uint8)
     crop = crop_face(image, Detection((-30.0, -30.0, 80.0, 80.0), 1.0, None), 48)
     assert crop.shape == (48, 48, 3) and (crop == 200).all()
+
+
+def test_downscale_averages_big_reductions_and_interpolates_mild_ones():
+    from ferkit.inference.detectors import downscale
+
+    checker = (np.indices((960, 1280)).sum(0) % 2 * 255).astype(np.uint8)  # the finest detail there is
+    small, scale = downscale(checker, 320)
+    assert scale == 0.25 and small.shape == (240, 320)
+    assert np.abs(small.astype(float) - 127.5).max() < 1  # area-averaged: no aliasing pattern left
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    mild, scale = downscale(frame, 480)
+    assert scale == 0.75 and np.array_equal(mild, cv2.resize(frame, (480, 360), interpolation=cv2.INTER_LINEAR))
+    assert downscale(frame, 640)[0] is frame and downscale(frame, None) == (frame, 1.0)

@@ -66,6 +66,20 @@ def test_the_int8_graph_describes_itself_and_stays_close_to_float(exports):
     assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
 
 
+def test_the_stem_and_the_head_stay_float_and_every_other_convolution_is_int8(exports):
+    import onnx
+
+    graph = onnx.load(str(exports["int8"])).graph
+    made_by = {out: n.op_type for n in graph.node for out in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) > 2
+    dequantized = [made_by.get(n.input[0]) == "DequantizeLinear" for n in convs]
+    assert dequantized == [False] + [True] * (len(convs) - 1)  # the first convolution sees float pixels
+    head = next(n for n in graph.node if n.op_type in ("Gemm", "MatMul"))
+    assert made_by.get(head.input[1]) != "DequantizeLinear"  # float weights in the last linear layer
+    assert "stem" in quantization_of(OnnxClassifier(exports["int8"], device="cpu"))["scheme"]
+
+
 def test_only_a_bare_float_graph_is_quantized(exports, tmp_path):
     with pytest.raises(ModelError, match="tta='flip_shift' inside the graph"):
         quantize_onnx(exports["inside"], tmp_path / "x.onnx", faces())

@@ -448,8 +448,12 @@ def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, floa
         return image, 1.0
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    # INTER_AREA averages source pixels; bilinear would alias fine detail into false faces.
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+    # Far below half size, bilinear skips source pixels and aliases fine detail into false faces, so big photos
+    # are area-averaged. From half size up every source pixel still reaches an output pixel, and bilinear is 5x
+    # cheaper than INTER_AREA at a non-integer factor (640 x 480 to 480 x 360: 0.3 against 1.7 ms, a quarter of
+    # YuNet's time) for the same faces (83 photo and video frames: same count, IoU >= 0.948; inference-speed.md).
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation), scale
 
 
 def _rescale(d: Detection, s: float) -> Detection:

@@ -74,23 +74,27 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
     # the same integers (VNNI-less CPUs not measured yet; on VNNI, PublicTest accuracy within 0.1 point of 8 bits).
     # The head (the last linear layer onward: temperature, TTA mean, softmax) stays float: quantized, the logits
     # the host's TTA averages and the probabilities would come out in steps of 1/255, not summing to one.
+    # So does the stem (the input's luma and normalisation, then the first convolution): its one or three input
+    # channels give 9- or 27-term dot products that fill integer kernels badly, and quantizing the raw pixels
+    # cost the shipped `default` 0.36 points without TTA (docs/experiments/inference-speed.md).
     float_proto = onnx.load(str(source))
     nodes = [n for n in float_proto.graph.node if n.op_type != "Constant"]
-    linear = ([i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul")]
-              or [i for i, n in enumerate(nodes) if n.op_type == "Conv"])  # a network whose head is a 1x1 conv
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    linear = [i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul")] or convs  # a 1x1-conv head
     head = [n.name for n in nodes[linear[-1]:]] if linear else []
+    stem = [n.name for n in nodes[:convs[0] + 1]] if len(convs) > 1 else []
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         tmp_out = Path(tmp) / "int8.onnx"
         quantize_static(str(source), str(tmp_out), Batches(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=calibrate, nodes_to_exclude=head, reduce_range=True)
+                        calibrate_method=calibrate, nodes_to_exclude=stem + head, reduce_range=True)
         proto = onnx.load(str(tmp_out))
     meta = {p.key: p.value for p in float_proto.metadata_props}
     meta[META_PREFIX + QUANT_KEY] = json.dumps({
         "scheme": "QDQ, int8 weights per output channel in 7 bits (reduce_range), uint8 activations (U8S8); "
-                  "the head from the last linear layer on in float",
+                  "the stem (up to the first convolution) and the head (from the last linear layer on) in float",
         "calibration": method, "calibration_faces": int(len(faces)),
         "float_sha256": sha256_file(source),
     })

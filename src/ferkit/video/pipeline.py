@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 #: Test-time augmentation of the video path: the face and its mirror image. Smoothing averages each track over
 #: frames, which do what the photo default's shifted copies do. On FER2013 PublicTest the default model's INT8
-#: twin scores 70.35% with flip, 71.25% with its shipped adaptive, 71.38% with flip_shift, 68.99% with none;
+#: twin scores 70.55% with flip, 71.47% with its shipped adaptive, 71.72% with flip_shift, 69.35% with none;
 #: adaptive costs flip's two views a face and up to eight more for the faces flip is unsure of, so flip is never
 #: slower, and a steady frame rate matters more in video (benchmarks/bench_video.py).
 VIDEO_TTA = "flip"
