@@ -10,7 +10,8 @@ process: import + model load + first prediction). Every thread count in --thread
 pipeline in the same run (torch, OpenCV, ONNX Runtime and TFLite each limited to that many threads). `fer`
 runs in its own virtualenv (it needs TensorFlow): see BENCHMARKS.md for the exact set that installs; this file
 re-runs itself there with `--worker fer`, so it imports only the standard library at the top. Without
-`--fer-python` only ferkit is measured.
+`--fer-python` only ferkit is measured. `--rounds N` runs the whole sequence N times and reports the median round,
+with each round's ratio against `fer` in that same round.
 
 The ferkit rows: the default pipeline exactly as `Recognizer()` builds it (YuNet, the model's shipped ONNX twin,
 INT8 where it ships so, with its shipped TTA), plus one row per extra --tta (as `Recognizer(tta=...)` runs it),
@@ -199,6 +200,9 @@ def main() -> None:
     p.add_argument("--haar", action="store_true", help="also measure the Haar fallback detector")
     p.add_argument("--fer-python", default=None, help="python of a virtualenv with `fer` installed")
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every pipeline and fer this many times, alternating, and report the median round "
+                        "(this machine's speed drifts by 20%% over minutes; a ratio from one moment can mislead)")
     p.add_argument("--threads", default="1", help="comma-separated thread counts, each measured (e.g. 1,2)")
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--json-out", type=Path, default=None)
@@ -215,10 +219,12 @@ def main() -> None:
         model, label = resolve_model(args, tmp)
         classifiers = onnx_classifiers(args, tmp, model)
         rows = []
-        for threads in thread_counts:  # ferkit then fer at each thread count: side by side under the same load
-            rows += bench_ferkit(args, tmp, model, classifiers, threads)
-            if args.fer_python:
-                rows.append(run_fer(args, tmp, threads))
+        for round_ in range(args.rounds):
+            for threads in thread_counts:  # ferkit then fer at each thread count: side by side under the same load
+                found = bench_ferkit(args, tmp, model, classifiers, threads)
+                if args.fer_python:
+                    found.append(run_fer(args, tmp, threads))
+                rows += [{**row, "round": round_} for row in found]
         onnx_path = str(classifiers[DEFAULT_NAME](1).path)
         cold = {} if args.skip_cold else cold_starts(args, tmp, model, onnx_path, thread_counts[0])
     report(rows, cold, label, args)
@@ -280,7 +286,10 @@ def report(rows: list[dict], cold: dict[str, float], label: str, args) -> None:
         return "-" if v is None else f"{v[0]:,.0f} ({v[1]:,.0f})"
 
     keys = list(PHOTOS)
-    print(f"model: {label}; median (best) of {args.repeats} runs\n")
+    by_round = rows
+    rows = merge_rounds(rows)
+    rounds = f", the median round of {args.rounds} (best: the fastest run of any)" if args.rounds > 1 else ""
+    print(f"model: {label}; median (best) of {args.repeats} runs{rounds}\n")
     print("| pipeline | TTA | threads | faces found (" + ", ".join(f"{k}-face" for k in keys) + " frame) | "
           + " | ".join(f"640x480, {k} face{'s' * (k != '1')} (ms)" for k in keys)
           + " | classify batch 1 (faces/s) | classify batch 64 (faces/s) |")
@@ -298,11 +307,47 @@ def report(rows: list[dict], cold: dict[str, float], label: str, args) -> None:
         ratios = [f"{fer['frame_ms'][k][0] / r['frame_ms'][k][0]:.1f}x / {fer['frame_ms'][k][1] / r['frame_ms'][k][1]:.1f}x"
                   f" ({k} face{'s' * (k != '1')})" for k in keys]
         print(f"- {r['name']} ({r.get('tta')}, {r['threads']} thread(s)) vs fer, median / best: " + ", ".join(ratios))
+        if args.rounds > 1:
+            per_round = round_ratios(by_round, r["name"], r["threads"])
+            print("  each round's median against fer's in the same round: " + "; ".join(
+                f"{k} face{'s' * (k != '1')} " + " / ".join(f"{x:.1f}x" for x in per_round[k]) for k in keys))
     if cold:
         print("\ncold start (fresh process: import + load + first prediction): "
               + ", ".join(f"{k} {v:.2f} s" for k, v in cold.items()))
     if args.json_out:
-        args.json_out.write_text(json.dumps({"rows": rows, "cold_start_s": cold, "model": label}, indent=1))
+        args.json_out.write_text(json.dumps({"rows": rows, "rounds": by_round, "cold_start_s": cold, "model": label},
+                                            indent=1))
+
+
+def merge_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (pipeline, threads): each time the median of the rounds' medians and the best of their bests."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["name"], r["threads"]), []).append(r)
+    merged = []
+    for same in groups.values():
+        row = {k: v for k, v in same[0].items() if k != "round"}
+        row["frame_ms"] = {k: [statistics.median(r["frame_ms"][k][0] for r in same),
+                               min(r["frame_ms"][k][1] for r in same)] for k in row["frame_ms"]}
+        for key in ("batch1_faces_per_s", "batch64_faces_per_s"):
+            if row.get(key) is not None:
+                row[key] = [statistics.median(r[key][0] for r in same), max(r[key][1] for r in same)]
+        merged.append(row)
+    return merged
+
+
+def round_ratios(rows: list[dict], name: str, threads: int) -> dict[str, list[float]]:
+    """fer's median over the pipeline's, per frame, in each round (same round: the same moment of the machine)."""
+    ratios: dict[str, list[float]] = {k: [] for k in PHOTOS}
+    for r in rows:
+        if r["name"] != name or r["threads"] != threads:
+            continue
+        fer = next(f for f in rows if f["name"] == FER_NAME and f["threads"] == threads and f["round"] == r["round"])
+        for k in PHOTOS:
+            ratios[k].append(fer["frame_ms"][k][0] / r["frame_ms"][k][0])
+    return ratios
 
 
 if __name__ == "__main__":
