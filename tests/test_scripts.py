@@ -17,3 +17,24 @@ def test_the_script_imports_and_answers_help(script):
                           cwd=script.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower()
+
+
+def test_ship_model_builds_the_network_the_checkpoint_holds(tmp_path):
+    import importlib.util
+
+    import torch
+
+    from ferkit.models.checkpoint import load_checkpoint, load_model
+    from synthetic import seeded_checkpoint
+
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "tools" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    path = seeded_checkpoint(tmp_path / "net.pt", arch="fernet_s", input_size=24, tta="flip")
+    model, config = ship_model.network_of(load_checkpoint(path), path)
+    reference, _ = load_model(path)
+    assert not model.training and config.tta == "flip" and config.input_size == 24
+    x = torch.randn(3, 1, 24, 24)
+    assert torch.allclose(model(x), reference(x), atol=1e-5)
+    config.tta = "none"  # the caller's copy: the checkpoint's own config is untouched
+    assert load_checkpoint(path)["config"]["tta"] == "flip"

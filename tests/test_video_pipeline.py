@@ -251,29 +251,29 @@ def test_video_recognizer_picks_the_cheaper_tta_only_where_it_needs_no_missing_p
     from ferkit import deps
     from ferkit.video import pipeline
 
-    assert pipeline._cheap_tta_available("default", "auto", "cpu")  # PyTorch here: exported once
-    assert not pipeline._cheap_tta_available(tmp_path / "model.onnx", "auto", "cpu")  # TTA fixed in the file
-    assert not pipeline._cheap_tta_available(FixedClassifier(), "auto", "cpu")
+    assert pipeline._tta_facts("default", "auto", "cpu")[1]  # PyTorch here: exported once
+    assert not pipeline._tta_facts(tmp_path / "model.onnx", "auto", "cpu")[1]  # TTA fixed in the file
+    assert not pipeline._tta_facts(FixedClassifier(), "auto", "cpu")[1]
     monkeypatch.setattr(deps, "available", lambda name: name != "torch")
     from ferkit.inference.onnx_backend import OnnxClassifier
     from ferkit.paths import WEIGHTS_DIR
 
     # Without PyTorch, only a shipped graph without TTA inside can run another TTA (on the host).
     bare = OnnxClassifier(WEIGHTS_DIR / "default.onnx", device="cpu").graph_tta == "none"
-    assert pipeline._cheap_tta_available("default", "auto", "cpu") == bare
-    assert pipeline._cheap_tta_available("fast", "auto", "cpu")  # shipped without TTA inside: host views
+    assert pipeline._tta_facts("default", "auto", "cpu")[1] == bare
+    assert pipeline._tta_facts("fast", "auto", "cpu")[1]  # shipped without TTA inside: host views
     (tmp_path / "cache" / "onnx").mkdir(parents=True)
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "cache" / "onnx" / "default-0123456789abcdef-tta_none.onnx").write_bytes(b"")
-    assert pipeline._cheap_tta_available("default", "auto", "cpu")  # an earlier export is in the cache
+    assert pipeline._tta_facts("default", "auto", "cpu")[1]  # an earlier export is in the cache
 
 
 def test_video_keeps_a_model_tta_that_is_no_dearer_than_the_video_tta():
     from ferkit.video import pipeline, video_recognizer
 
-    assert pipeline._own_tta("fast", "auto", "cpu") == "none"
+    assert pipeline._tta_facts("fast", "auto", "cpu")[0] == "none"
     assert video_recognizer("fast", detector=SquareDetector()).classifier.tta == "none"  # not raised to flip
-    own = pipeline._own_tta("default", "auto", "cpu")
+    own = pipeline._tta_facts("default", "auto", "cpu")[0]
     expected = own if pipeline.VIEWS[own] <= pipeline.VIEWS[pipeline.VIDEO_TTA] else pipeline.VIDEO_TTA
     assert video_recognizer("default", detector=SquareDetector()).classifier.tta == expected
 
@@ -312,8 +312,20 @@ def test_an_exported_onnx_file_gets_the_video_tta_only_where_its_graph_has_no_vi
     ckpt = seeded_checkpoint(tmp_path / "net.pt", arch="fernet_s", input_size=24, tta="adaptive")
     bare = export_onnx(ckpt, tmp_path / "bare.onnx")
     inside = export_onnx(ckpt, tmp_path / "inside.onnx", tta="flip_shift")
-    assert pipeline._own_tta(bare, "auto", "cpu") == "adaptive"
-    assert pipeline._cheap_tta_available(bare, "auto", "cpu")
-    assert not pipeline._cheap_tta_available(inside, "auto", "cpu")
+    assert pipeline._tta_facts(bare, "auto", "cpu")[0] == "adaptive"
+    assert pipeline._tta_facts(bare, "auto", "cpu")[1]
+    assert not pipeline._tta_facts(inside, "auto", "cpu")[1]
     assert video_recognizer(bare, detector=SquareDetector()).classifier.tta == pipeline.VIDEO_TTA
     assert video_recognizer(inside, detector=SquareDetector()).classifier.tta == "flip_shift"
+
+
+def test_video_recognizer_reads_an_onnx_files_metadata_once(monkeypatch):
+    from ferkit.paths import WEIGHTS_DIR
+    from ferkit.video import pipeline, video_recognizer
+
+    reads = []
+    real = pipeline._onnx_metadata
+    monkeypatch.setattr(pipeline, "_onnx_metadata", lambda path: reads.append(path) or real(path))
+    rec = video_recognizer(str(WEIGHTS_DIR / "default.onnx"), detector=SquareDetector(), threads=None)
+    assert [str(p) for p in reads] == [str(WEIGHTS_DIR / "default.onnx")]
+    assert rec.classifier.tta == pipeline.VIDEO_TTA  # adaptive on the host is dearer than flip

@@ -142,3 +142,28 @@ def test_unsure_is_a_top_class_below_the_threshold_in_numpy_and_torch():
     assert unsure(logits).tolist() == [False, False, True, True]
     assert unsure(torch.from_numpy(logits)).tolist() == [False, False, True, True]
     assert unsure(logits, threshold=0.95).tolist() == [True, True, True, True]
+
+
+@pytest.mark.parametrize("mode", FIXED_TTA_MODES)
+def test_view_counts_are_what_both_view_makers_make(mode):
+    from ferkit.inference.onnx_backend import host_views
+    from ferkit.transforms.views import VIEW_COUNTS
+
+    assert len(tta_views(batch(20), mode)) == VIEW_COUNTS[mode]
+    assert len(host_views(np.zeros((2, 20, 20, 3), np.float32), mode)) == VIEW_COUNTS[mode]
+
+
+def test_adaptive_first_stage_views_are_the_second_stages_first_views():
+    # Both backends compute only the second stage's views after ADAPTIVE_FIRST_VIEWS and reuse the first stage's.
+    from ferkit.inference.onnx_backend import host_views
+    from ferkit.transforms.views import ADAPTIVE_FIRST_VIEWS, ADAPTIVE_STAGES
+
+    first, second = ADAPTIVE_STAGES
+    x = batch(20, c=3)
+    a, b = tta_views(x, first), tta_views(x, second)
+    assert len(a) == ADAPTIVE_FIRST_VIEWS < len(b)
+    assert all(torch.equal(u, v) for u, v in zip(a, b[:ADAPTIVE_FIRST_VIEWS]))
+    h = x.permute(0, 2, 3, 1).numpy()  # the ONNX backend's N x S x S x C layout
+    ha, hb = host_views(h, first), host_views(h, second)
+    assert len(ha) == ADAPTIVE_FIRST_VIEWS
+    assert all(np.array_equal(u, v) for u, v in zip(ha, hb[:ADAPTIVE_FIRST_VIEWS]))

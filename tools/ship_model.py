@@ -28,7 +28,8 @@ import json
 from pathlib import Path
 
 from ferkit.evaluation.calibrate import fit_temperature, rescale
-from ferkit.models.checkpoint import SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from ferkit.models.checkpoint import (SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint,
+                                     load_state_dict_checked, save_checkpoint)
 from ferkit.data import load_dataset, sample_faces
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx, update_metadata
@@ -62,13 +63,11 @@ def main() -> None:
     if args.run is None:
         ap.error("give RUN (or --twin-only)")
 
-    ckpt = load_checkpoint(args.run if args.run.is_file() else args.run / "best.pt")
-    config = ModelConfig.from_dict(ckpt["config"])
-    model = build_model(config)
-    model.load_state_dict(ckpt["state_dict"])
+    source = args.run if args.run.is_file() else args.run / "best.pt"
+    ckpt = load_checkpoint(source)
+    model, config = network_of(ckpt, source)
     if args.half:  # round now, so every number below is what the float16 file will give
         model.half().float()
-    model.eval()
     split = load_dataset(args.data).split(args.split)
 
     by_tta = {}
@@ -110,14 +109,19 @@ def main() -> None:
     ship_onnx_twin(args.name, args.data, args.split, int8=args.int8, split_data=split)
 
 
+def network_of(ckpt: dict, source: Path):
+    """(the checkpoint's network with its weights, in eval mode; its config, a copy the caller may change)."""
+    config = ModelConfig.from_dict(ckpt["config"])
+    model = build_model(config)
+    load_state_dict_checked(model, ckpt["state_dict"], source=str(source))
+    return model.eval(), config
+
+
 def retune_tta(name: str, tta: str, data: str, split_name: str, *, int8: bool) -> None:
     """Store ``tta`` as the shipped NAME.pt's inference TTA, with its metrics, and rebuild the twin."""
     pt = WEIGHTS_DIR / f"{name}.pt"
     ckpt = load_checkpoint(pt)
-    config = ModelConfig.from_dict(ckpt["config"])
-    model = build_model(config)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    model, config = network_of(ckpt, pt)
     split = load_dataset(data).split(split_name)
     before = config.tta
     config.tta = tta

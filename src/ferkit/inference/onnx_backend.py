@@ -22,7 +22,8 @@ from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import HOST_TTA_KEY, INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.inference.quantize import QUANT_KEY
 from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
-from ferkit.transforms.views import ADAPTIVE_STAGES, centre_window, check_tta, crop_side, unsure
+from ferkit.transforms.views import (ADAPTIVE_FIRST_VIEWS, ADAPTIVE_STAGES, centre_window, check_tta, crop_side,
+                                    unsure)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,9 @@ class OnnxClassifier:
         mean = self._mean_logits(host_views(x, first))
         again = unsure(mean)
         if again.any():
-            rest = host_views(x[again], second)[2:]
-            mean[again] = (2 * mean[again] + len(rest) * self._mean_logits(rest)) / (2 + len(rest))
+            k = ADAPTIVE_FIRST_VIEWS
+            rest = host_views(x[again], second)[k:]
+            mean[again] = (k * mean[again] + len(rest) * self._mean_logits(rest)) / (k + len(rest))
         return mean
 
     @property

@@ -13,7 +13,7 @@ from ferkit.batching import iter_batches
 from ferkit.devices import resolve_device
 from ferkit.models.config import ModelConfig
 from ferkit.transforms.preprocess import faces_to_tensor
-from ferkit.transforms.views import ADAPTIVE_STAGES, fixed_views, tta_views, unsure
+from ferkit.transforms.views import ADAPTIVE_FIRST_VIEWS, ADAPTIVE_STAGES, fixed_views, tta_views, unsure
 
 
 @torch.inference_mode()
@@ -37,9 +37,10 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta: str = "none", tempera
     logits = view_logits(model, x, first).mean(0)
     again = unsure(logits / temperature)
     if bool(again.any()):
-        rest = tta_views(x[again], second)[2:]  # flip_shift's views after the face and its mirror image
+        k = ADAPTIVE_FIRST_VIEWS
+        rest = tta_views(x[again], second)[k:]  # the second stage's views after the first stage's
         more = model(torch.cat(rest)).float().view(len(rest), -1, logits.shape[1])
-        logits[again] = (2 * logits[again] + more.sum(0)) / (2 + len(rest))
+        logits[again] = (k * logits[again] + more.sum(0)) / (k + len(rest))
     return logits
 
 

@@ -23,6 +23,10 @@ TTA_MODES = ("none", "flip", "flip_shift", "flip_crop", "adaptive")
 FIXED_TTA_MODES = ("none", "flip", "flip_shift", "flip_crop")
 ADAPTIVE_CONFIDENCE = 0.5
 ADAPTIVE_STAGES = ("flip", "flip_shift")  # what every face gets, what the unsure ones get
+VIEW_COUNTS = {"none": 1, "flip": 2, "flip_shift": 10, "flip_crop": 10}  # views tta_views / host_views make
+# The first stage's views are the second stage's first views (the face, its mirror image), so the second stage
+# computes only the views after them; tests/test_views.py checks that prefix on both backends' view makers.
+ADAPTIVE_FIRST_VIEWS = VIEW_COUNTS[ADAPTIVE_STAGES[0]]
 
 
 def fixed_views(mode: str) -> str:
@@ -45,7 +49,7 @@ def adaptive_mean(view_logits, temperature: float = 1.0, threshold: float | None
     """Adaptive TTA's mean logits from all of flip_shift's V x N x K view logits (numpy or torch; view 0 the
     face, view 1 its mirror image): flip's mean where flip is sure, flip_shift's mean elsewhere. For scoring
     every mode from one pass (training's validation); inference computes the extra views for unsure faces only."""
-    flip, full = view_logits[:2].mean(0), view_logits.mean(0)
+    flip, full = view_logits[:ADAPTIVE_FIRST_VIEWS].mean(0), view_logits.mean(0)
     mask = unsure(flip / temperature, threshold)
     if hasattr(mask, "unsqueeze"):  # torch
         return flip.where(~mask.unsqueeze(1), full)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ferkit.inference.detectors import Detection
 from ferkit.inference.results import FaceResult
+from ferkit.transforms.views import ADAPTIVE_STAGES, VIEW_COUNTS
 from ferkit.video.smoothing import DEFAULT_ALPHA, Smoother, make_smoother
 from ferkit.video.sources import DEFAULT_MAX_FRAME_SIDE, Frame, FrameSource, VideoError, open_source
 from ferkit.video.tracker import IoUTracker
@@ -428,8 +429,8 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
 
     backend, device = options.pop("backend", "auto"), options.get("device", "auto")
     if tta == "auto":
-        dearer = VIEWS.get(_own_tta(model, backend, device), 0) > VIEWS[VIDEO_TTA]
-        tta = VIDEO_TTA if dearer and _cheap_tta_available(model, backend, device) else None
+        own, cheap_available = _tta_facts(model, backend, device)
+        tta = VIDEO_TTA if cheap_available and VIEWS.get(own, 0) > VIEWS[VIDEO_TTA] else None
     if threads and isinstance(model, (str, Path)) and resolve_backend(model, backend, device) == "onnx":
         from ferkit.inference.onnx_backend import load_onnx_classifier
 
@@ -441,60 +442,55 @@ def video_recognizer(model: Any = "default", detector: Any = "auto", *, tta: str
 
 #: Forward passes per face of each TTA mode: video swaps a model's own TTA for VIDEO_TTA only when it is dearer.
 #: Adaptive runs 2 to 10 (flip, then flip_shift for unsure faces): never cheaper than flip.
-VIEWS = {"none": 1, "flip": 2, "flip_shift": 10, "flip_crop": 10, "adaptive": 10}
+VIEWS = {**VIEW_COUNTS, "adaptive": VIEW_COUNTS[ADAPTIVE_STAGES[1]]}
 
 
-def _own_tta(model: Any, backend: str, device: str) -> str | None:
-    """The TTA ``model`` ships with (None for a ready classifier, whose TTA is its own business)."""
-    from ferkit.inference.classifier import resolve_backend
-    from ferkit.paths import WEIGHTS_DIR
-
-    if hasattr(model, "predict_proba") or isinstance(model, tuple):
-        return None
-    spec = str(model)
-    shipped = WEIGHTS_DIR / f"{spec}.onnx"
-    if spec.endswith(".onnx") or (resolve_backend(model, backend, device) == "onnx" and shipped.is_file()):
-        from ferkit.inference.onnx_backend import file_tta
-
-        meta = _onnx_metadata(spec if spec.endswith(".onnx") else shipped)
-        return None if meta is None else file_tta(meta)[1]
-    from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
-
-    return load_checkpoint(resolve_checkpoint(spec))["config"].get("tta", "none")
-
-
-def _onnx_metadata(path: Path | str) -> dict[str, str] | None:
-    """An ONNX file's metadata, read without a session; None for a file that cannot be read (loading the model
-    reports that, with its own message)."""
-    from ferkit.inference.onnx_proto import read_metadata
-
-    try:
-        return read_metadata(path)
-    except (OSError, ValueError):
-        return None
-
-
-def _cheap_tta_available(model: Any, backend: str, device: str) -> bool:
+def _tta_facts(model: Any, backend: str, device: str) -> tuple[str | None, bool]:
+    """(the TTA ``model`` ships with, whether it can run VIDEO_TTA without an export that needs missing packages),
+    with an ONNX file's metadata read once. (None, False) for a ready classifier, whose TTA is its own business,
+    and for an ONNX file that cannot be read (loading the model reports that, with its own message)."""
     from ferkit import deps
     from ferkit.inference.classifier import resolve_backend
     from ferkit.inference.onnx_backend import file_tta
     from ferkit.paths import WEIGHTS_DIR, cache_dir
 
     if hasattr(model, "predict_proba") or isinstance(model, tuple):
-        return False  # a ready classifier: its TTA is its own business
+        return None, False
     spec = str(model)
     if spec.endswith(".onnx"):  # the host can cut other views only where none are inside the graph
         meta = _onnx_metadata(spec) if Path(spec).is_file() else None
-        return meta is not None and file_tta(meta)[0] == "none"
-    if resolve_backend(model, backend, device) == "torch":
-        return True
+        if meta is None:
+            return None, False
+        graph, own = file_tta(meta)
+        return own, graph == "none"
+    on_torch = resolve_backend(model, backend, device) == "torch"
     shipped = WEIGHTS_DIR / f"{spec}.onnx"
-    meta = _onnx_metadata(shipped) if shipped.is_file() else None
-    if meta is not None and file_tta(meta)[0] == "none":
-        return True  # shipped without TTA inside: the host cuts the views
+    if not on_torch and shipped.is_file():
+        meta = _onnx_metadata(shipped)
+        if meta is None:
+            return None, False
+        graph, own = file_tta(meta)
+        if graph == "none":
+            return own, True  # shipped without TTA inside: the host cuts the views
+    else:
+        from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+
+        own = load_checkpoint(resolve_checkpoint(spec))["config"].get("tta", "none")
+        if on_torch:
+            return own, True
     if deps.available("torch") and deps.available("onnx"):
-        return True  # exported once into the cache
-    return any(cache_dir("onnx").glob(f"{Path(spec).stem}-*-tta_none.onnx"))  # exported earlier, host views
+        return own, True  # exported once into the cache
+    return own, any(cache_dir("onnx").glob(f"{Path(spec).stem}-*-tta_none.onnx"))  # exported earlier, host views
+
+
+def _onnx_metadata(path: Path | str) -> dict[str, str] | None:
+    """An ONNX file's metadata, read without a session; None for a file that cannot be read."""
+    from ferkit.inference.onnx_proto import read_metadata
+
+    try:
+        return read_metadata(path)
+    except (OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
