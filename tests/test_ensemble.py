@@ -98,3 +98,54 @@ def test_cli_writes_an_ensemble_that_exports_to_onnx(members, faces, tmp_path, c
 def test_cli_reports_a_missing_member(members, tmp_path, capsys):
     assert main(["ensemble", str(members[0]), str(tmp_path / "nope.pt"), "--out", str(tmp_path / "e.pt")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fine_tunes(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("fine_tunes")
+    return [member(d / "base.pt", "fernet_s", 3, tta="flip"), member(d / "tuned.pt", "fernet_s", 4)]
+
+
+def test_weight_average_is_one_network_of_the_mixed_weights(fine_tunes, faces, tmp_path):
+    from ferkit.models.ensemble import average_weights
+
+    out = average_weights(fine_tunes, tmp_path / "wise.pt", mix=[0.75, 0.25])
+    ckpt = load_checkpoint(out)
+    assert ckpt["config"]["arch"] == "fernet_s" and ckpt["config"]["tta"] == "flip"
+    a, b = (load_checkpoint(f)["state_dict"] for f in fine_tunes)
+    for key, value in ckpt["state_dict"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * a[key] + 0.25 * b[key], rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(value, a[key])
+    assert ckpt["meta"]["command"].startswith("ferkit ensemble --weight-average --mix 0.75,0.25 ")
+    assert [m["share"] for m in ckpt["meta"]["members"]] == [0.75, 0.25]
+    p = probs(out, faces)
+    assert not np.allclose(p, probs(fine_tunes[0], faces), atol=1e-3)
+    # All of the first member is the first member: same predictions to float precision.
+    whole = average_weights(fine_tunes, tmp_path / "first.pt", mix=[1.0, 0.0], tta="none")
+    np.testing.assert_allclose(probs(whole, faces), probs(fine_tunes[0], faces), atol=1e-6)
+    assert load_checkpoint(whole)["config"]["tta"] == "none"
+
+
+def test_weight_average_refuses_other_architectures_and_bad_shares(fine_tunes, members, tmp_path):
+    from ferkit.models.ensemble import average_weights
+
+    with pytest.raises(ModelError, match="one architecture"):
+        average_weights([fine_tunes[0], members[1]], tmp_path / "x.pt")
+    with pytest.raises(ModelError, match="sum to 1"):
+        average_weights(fine_tunes, tmp_path / "x.pt", mix=[0.7, 0.7])
+    with pytest.raises(ModelError, match="2 checkpoints"):
+        average_weights(fine_tunes, tmp_path / "x.pt", mix=[1.0])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_weight_average_and_its_usage_errors(fine_tunes, tmp_path, capsys):
+    out = tmp_path / "w.pt"
+    assert main(["ensemble", "--weight-average", "--mix", "0.6,0.4", *map(str, fine_tunes), "--out", str(out)]) == 0
+    assert "weight average of" in capsys.readouterr().err and out.exists()
+    assert main(["ensemble", "--mix", "0.6,0.4", *map(str, fine_tunes), "--out", str(tmp_path / "e.pt")]) == 2
+    assert "--mix needs --weight-average" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["ensemble", "--weight-average", "--mix", "a,b", *map(str, fine_tunes), "--out", str(out)])
+    assert "comma-separated" in capsys.readouterr().err

@@ -230,3 +230,17 @@ def test_host_views_refuse_adaptive():
 
     with pytest.raises(ModelError, match="adaptive TTA has no fixed views"):
         host_views(np.zeros((1, 8, 8, 3), np.float32), "adaptive")
+
+
+def test_an_explicit_cuda_device_without_a_cuda_provider_is_one_clear_error(monkeypatch):
+    import onnxruntime as ort
+
+    from ferkit.inference.onnx_backend import OnnxClassifier
+    from ferkit.paths import WEIGHTS_DIR
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ModelError, match="device 'cuda': this onnxruntime has no CUDA provider .*has: CPU"):
+        OnnxClassifier(WEIGHTS_DIR / "fast.onnx", device="cuda")
+    with pytest.raises(ModelError, match="device 'mps': the ONNX Runtime backend runs on cpu or cuda"):
+        OnnxClassifier(WEIGHTS_DIR / "fast.onnx", device="mps")
+    assert OnnxClassifier(WEIGHTS_DIR / "fast.onnx", device="auto").providers == ["CPUExecutionProvider"]

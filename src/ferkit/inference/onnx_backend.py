@@ -43,9 +43,17 @@ class OnnxClassifier:
         if threads:
             opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        wants_gpu = device == "auto" or str(device).startswith("cuda")
+        device = str(device)
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            raise ModelError(f"device {device!r}: the ONNX Runtime backend runs on cpu or cuda; use --backend torch "
+                             f"for other devices")
+        wants_gpu = device == "auto" or device.startswith("cuda")
         if wants_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        elif device.startswith("cuda"):  # asked for explicitly: running on the CPU instead would be a silent surprise
+            have = ", ".join(p.replace("ExecutionProvider", "") for p in ort.get_available_providers())
+            raise ModelError(f"device {device!r}: this onnxruntime has no CUDA provider (it has: {have}); install "
+                             f"onnxruntime-gpu, or use --device cpu (or auto)")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for missing/corrupt files

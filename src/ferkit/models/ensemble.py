@@ -6,6 +6,10 @@ the Recognizer) takes an ensemble unchanged::
 
     ferkit ensemble runs/a/best.pt runs/b/best.pt --out ensemble.pt
     ferkit evaluate --data fer2013.zip --model ensemble.pt
+
+Fine-tunes of one base can instead be merged into one network of the same size (``average_weights``: a
+weight average, "model soup", or an interpolation between a fine-tune and its base, WiSE-FT), which costs one
+network's time at inference instead of one per member.
 """
 from __future__ import annotations
 
@@ -98,4 +102,60 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
                                           if k in c["meta"]}} for s, c in zip(specs, ckpts)],
     }
     save_checkpoint(out, model, config, meta=meta)
+    return Path(out)
+
+
+def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequence[float] | None = None,
+                    tta: str | None = None) -> Path:
+    """Write one checkpoint whose weights are the ``mix``-weighted mean of the checkpoints ``specs``.
+
+    Meant for fine-tunes of one base (they stay in its basin, where a straight line between weights keeps the
+    loss low): ``mix`` defaults to equal shares and must sum to 1; ``[0.7, 0.3]`` of a fine-tune and its base
+    is 70% of the way from the base to the fine-tune. Batch-norm statistics are averaged with the same shares,
+    counters are the first checkpoint's. Everything else (config, labels, TTA unless ``tta``) is the first's.
+    """
+    from dataclasses import replace
+
+    from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, save_checkpoint
+    from ferkit.transforms.views import check_tta
+
+    if len(specs) < 2:
+        raise ModelError(f"a weight average needs at least two checkpoints; got {len(specs)}")
+    shares = [1.0 / len(specs)] * len(specs) if mix is None else [float(m) for m in mix]
+    if len(shares) != len(specs):
+        raise ModelError(f"--mix has {len(shares)} shares for {len(specs)} checkpoints")
+    if any(not math.isfinite(m) or m < 0 for m in shares) or abs(sum(shares) - 1.0) > 1e-6:
+        raise ModelError(f"--mix shares must be non-negative and sum to 1; got {', '.join(map(str, shares))}")
+    if tta is not None:
+        check_tta(tta)
+    ckpts = [load_checkpoint(s) for s in specs]
+    configs = [ModelConfig.from_dict(c["config"]) for c in ckpts]
+    first, states = configs[0], [c["state_dict"] for c in ckpts]
+    for spec, cfg, state in zip(specs[1:], configs[1:], states[1:]):
+        for key in ("arch", "model_kwargs", *_MUST_MATCH):
+            if getattr(cfg, key) != getattr(first, key):
+                raise ModelError(f"{spec} has {key}={getattr(cfg, key)!r} but {specs[0]} has "
+                                 f"{getattr(first, key)!r}; a weight average needs one architecture")
+        if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
+            raise ModelError(f"{spec} and {specs[0]} hold different tensors; a weight average needs one "
+                             "architecture")
+    merged = {}
+    for key, first_value in states[0].items():
+        if first_value.is_floating_point():
+            merged[key] = sum(m * s[key].double() for m, s in zip(shares, states)).to(first_value.dtype)
+        else:  # num_batches_tracked and other counters
+            merged[key] = first_value.clone()
+    if tta is not None:
+        first = replace(first, tta=tta)
+    model = build_model(first)
+    model.load_state_dict(merged)
+    mix_text = ",".join(f"{m:g}" for m in shares)
+    meta = {
+        "command": "ferkit ensemble --weight-average --mix " + mix_text + " "
+                   + " ".join(str(s) for s in specs) + f" --out {out}",
+        "members": [{"source": str(s), "share": m,
+                     **{k: c["meta"][k] for k in ("command", "epoch", "metrics", "name") if k in c["meta"]}}
+                    for s, m, c in zip(specs, shares, ckpts)],
+    }
+    save_checkpoint(out, model, first, meta=meta)
     return Path(out)
