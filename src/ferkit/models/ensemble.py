@@ -68,22 +68,14 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
     The ensemble's inference TTA is ``tta`` or else the first member's; its temperature starts at 1 (each
     member keeps its own). ``half`` stores the weights as float16, halving the file; they load back as float32.
     """
-    from ferkit.models.checkpoint import ModelConfig, load_checkpoint, save_checkpoint
+    from ferkit.models.checkpoint import ModelConfig, save_checkpoint
     from ferkit.transforms.views import check_tta
 
     if len(specs) < 2:
         raise ModelError(f"an ensemble needs at least two checkpoints; got {len(specs)}")
     if tta is not None:
         check_tta(tta)
-    ckpts = [load_checkpoint(s) for s in specs]
-    configs = [ModelConfig.from_dict(c["config"]) for c in ckpts]
-    for spec, cfg in zip(specs[1:], configs[1:]):
-        for key in _MUST_MATCH:
-            if getattr(cfg, key) != getattr(configs[0], key):
-                raise ModelError(
-                    f"{spec} has {key}={getattr(cfg, key)!r} but {specs[0]} has {getattr(configs[0], key)!r}; "
-                    f"ensemble members must share {', '.join(_MUST_MATCH)}"
-                )
+    ckpts, configs = _load_matching(specs, _MUST_MATCH, f"ensemble members must share {', '.join(_MUST_MATCH)}")
     first = configs[0]
     config = ModelConfig(
         arch=ARCH, num_classes=first.num_classes, in_chans=first.in_chans, input_size=first.input_size,
@@ -98,8 +90,7 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
         model.half()
     meta = {
         "command": "ferkit ensemble " + " ".join(str(s) for s in specs) + f" --out {out}",
-        "members": [{"source": str(s), **{k: c["meta"][k] for k in ("command", "epoch", "metrics", "name")
-                                          if k in c["meta"]}} for s, c in zip(specs, ckpts)],
+        "members": [_member_record(s, c) for s, c in zip(specs, ckpts)],
     }
     save_checkpoint(out, model, config, meta=meta)
     return Path(out)
@@ -116,7 +107,7 @@ def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequen
     """
     from dataclasses import replace
 
-    from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, save_checkpoint
+    from ferkit.models.checkpoint import build_model, save_checkpoint
     from ferkit.transforms.views import check_tta
 
     if len(specs) < 2:
@@ -128,14 +119,10 @@ def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequen
         raise ModelError(f"--mix shares must be non-negative and sum to 1; got {', '.join(map(str, shares))}")
     if tta is not None:
         check_tta(tta)
-    ckpts = [load_checkpoint(s) for s in specs]
-    configs = [ModelConfig.from_dict(c["config"]) for c in ckpts]
+    ckpts, configs = _load_matching(specs, ("arch", "model_kwargs", *_MUST_MATCH),
+                                    "a weight average needs one architecture")
     first, states = configs[0], [c["state_dict"] for c in ckpts]
-    for spec, cfg, state in zip(specs[1:], configs[1:], states[1:]):
-        for key in ("arch", "model_kwargs", *_MUST_MATCH):
-            if getattr(cfg, key) != getattr(first, key):
-                raise ModelError(f"{spec} has {key}={getattr(cfg, key)!r} but {specs[0]} has "
-                                 f"{getattr(first, key)!r}; a weight average needs one architecture")
+    for spec, state in zip(specs[1:], states[1:]):
         if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
             raise ModelError(f"{spec} and {specs[0]} hold different tensors; a weight average needs one "
                              "architecture")
@@ -153,9 +140,28 @@ def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequen
     meta = {
         "command": "ferkit ensemble --weight-average --mix " + mix_text + " "
                    + " ".join(str(s) for s in specs) + f" --out {out}",
-        "members": [{"source": str(s), "share": m,
-                     **{k: c["meta"][k] for k in ("command", "epoch", "metrics", "name") if k in c["meta"]}}
-                    for s, m, c in zip(specs, shares, ckpts)],
+        "members": [{**_member_record(s, c), "share": m} for s, m, c in zip(specs, shares, ckpts)],
     }
     save_checkpoint(out, model, first, meta=meta)
     return Path(out)
+
+
+def _load_matching(specs: Sequence[str | Path], keys: Sequence[str], rule: str) -> tuple[list[dict], list[Any]]:
+    """The checkpoints ``specs`` and their configs; ModelError naming the first config field in ``keys`` that
+    differs from the first checkpoint's, followed by ``rule``."""
+    from ferkit.models.checkpoint import ModelConfig, load_checkpoint
+
+    ckpts = [load_checkpoint(s) for s in specs]
+    configs = [ModelConfig.from_dict(c["config"]) for c in ckpts]
+    for spec, cfg in zip(specs[1:], configs[1:]):
+        for key in keys:
+            if getattr(cfg, key) != getattr(configs[0], key):
+                raise ModelError(f"{spec} has {key}={getattr(cfg, key)!r} but {specs[0]} has "
+                                 f"{getattr(configs[0], key)!r}; {rule}")
+    return ckpts, configs
+
+
+def _member_record(spec: str | Path, ckpt: dict) -> dict:
+    """What a combined checkpoint's meta keeps of each member: its source and training record."""
+    return {"source": str(spec), **{k: ckpt["meta"][k] for k in ("command", "epoch", "metrics", "name")
+                                    if k in ckpt["meta"]}}
