@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     require("torch", for_what="combining checkpoints")
     from ferkit.errors import FerkitError
-    from ferkit.models.ensemble import average_weights, combine_checkpoints
+    from ferkit.models.ensemble import average_weights, combine_checkpoints, weight_shares
 
     if args.weight_average:
         if args.half:
             raise FerkitError("--half applies to probability ensembles; a weight average keeps its members' dtype")
         path = average_weights(args.members, args.out, mix=args.mix, tta=args.tta)
         what = "weight average of " + ", ".join(
-            f"{m} x {s:g}" for m, s in zip(args.members, args.mix or [1 / len(args.members)] * len(args.members)))
+            f"{m} x {s:g}" for m, s in zip(args.members, weight_shares(len(args.members), args.mix)))
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {what})", file=sys.stderr)
     else:
         if args.mix is not None:

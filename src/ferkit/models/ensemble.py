@@ -96,6 +96,18 @@ def combine_checkpoints(specs: Sequence[str | Path], out: str | Path, *, tta: st
     return Path(out)
 
 
+def weight_shares(count: int, mix: Sequence[float] | None = None) -> list[float]:
+    """Each of ``count`` checkpoints' share in a weight average: ``mix`` checked, or equal shares."""
+    if count < 2:
+        raise ModelError(f"a weight average needs at least two checkpoints; got {count}")
+    shares = [1.0 / count] * count if mix is None else [float(m) for m in mix]
+    if len(shares) != count:
+        raise ModelError(f"--mix has {len(shares)} shares for {count} checkpoints")
+    if any(not math.isfinite(m) or m < 0 for m in shares) or abs(sum(shares) - 1.0) > 1e-6:
+        raise ModelError(f"--mix shares must be non-negative and sum to 1; got {', '.join(map(str, shares))}")
+    return shares
+
+
 def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequence[float] | None = None,
                     tta: str | None = None) -> Path:
     """Write one checkpoint whose weights are the ``mix``-weighted mean of the checkpoints ``specs``.
@@ -110,13 +122,7 @@ def average_weights(specs: Sequence[str | Path], out: str | Path, *, mix: Sequen
     from ferkit.models.checkpoint import build_model, save_checkpoint
     from ferkit.transforms.views import check_tta
 
-    if len(specs) < 2:
-        raise ModelError(f"a weight average needs at least two checkpoints; got {len(specs)}")
-    shares = [1.0 / len(specs)] * len(specs) if mix is None else [float(m) for m in mix]
-    if len(shares) != len(specs):
-        raise ModelError(f"--mix has {len(shares)} shares for {len(specs)} checkpoints")
-    if any(not math.isfinite(m) or m < 0 for m in shares) or abs(sum(shares) - 1.0) > 1e-6:
-        raise ModelError(f"--mix shares must be non-negative and sum to 1; got {', '.join(map(str, shares))}")
+    shares = weight_shares(len(specs), mix)
     if tta is not None:
         check_tta(tta)
     ckpts, configs = _load_matching(specs, ("arch", "model_kwargs", *_MUST_MATCH),
