@@ -22,6 +22,7 @@ depends only on the architecture).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -89,15 +90,21 @@ def onnx_classifiers(args, tmp: Path, model: str) -> dict:
     from ferkit.inference.onnx_backend import OnnxClassifier, load_onnx_classifier
     from ferkit.models.checkpoint import WEIGHTS_DIR
 
-    def exported(tta=None):
-        path = export_onnx(model, tmp / f"model-{tta or 'own'}.onnx", tta=tta)
+    def exported(tta=None, model=model):
+        path = export_onnx(model, tmp / f"{Path(model).stem}-{tta or 'own'}.onnx", tta=tta)
         return lambda threads: OnnxClassifier(path, device="cpu", threads=threads)
 
-    def shipped_twin(tta=None):
+    def shipped_twin(tta=None, model=model):
         return lambda threads: load_onnx_classifier(model, tta=tta, device="cpu", threads=threads)
 
+    def maker(model):
+        if model.endswith(".onnx"):  # an export as it is (e.g. a candidate INT8 twin), at its own TTA
+            return lambda tta=None: lambda threads: OnnxClassifier(model, tta=tta, device="cpu", threads=threads)
+        shipped = "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
+        return functools.partial(shipped_twin if shipped else exported, model=model)
+
     shipped = "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
-    make = shipped_twin if shipped else exported
+    make = maker(model)
     out = {DEFAULT_NAME: make()}
     own = out[DEFAULT_NAME](1)
     for tta in filter(None, args.tta.split(",")):
@@ -105,6 +112,8 @@ def onnx_classifiers(args, tmp: Path, model: str) -> dict:
             out[f"ferkit --tta {tta}"] = make(tta)
     if args.float and shipped and own.quantized:
         out[f"{DEFAULT_NAME}, float"] = exported()
+    for other in args.also:  # candidates measured beside the default, in the same rounds
+        out[f"ferkit --model {other}"] = maker(other)()
     return out
 
 
@@ -192,6 +201,9 @@ def main() -> None:
     p.add_argument("--model", default=None, help="checkpoint or shipped model name (default: 'default')")
     p.add_argument("--arch", default="baseline_cnn", help="architecture of the seeded stand-in checkpoint")
     p.add_argument("--tta", default="", help="comma-separated extra TTA modes measured beside the shipped one")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="another model measured beside it at its own TTA (a shipped name, a checkpoint, or an "
+                        ".onnx file such as a candidate INT8 twin); repeatable")
     p.add_argument("--float", action="store_true",
                    help="also measure a shipped INT8 twin's float counterpart (exported here, TTA inside)")
     p.add_argument("--torch", action="store_true", help="also measure the torch backend")

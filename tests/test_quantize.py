@@ -80,6 +80,33 @@ def test_the_stem_and_the_head_stay_float_and_every_other_convolution_is_int8(ex
     assert "stem" in quantization_of(OnnxClassifier(exports["int8"], device="cpu"))["scheme"]
 
 
+def test_an_ensemble_keeps_every_members_stem_and_head_float(tmp_path):
+    """Two networks side by side in one graph: the quantizer reads the ends from the wiring, not from the first
+    convolution and the last linear layer in the node list (which would quantize member 0's head and member 1's
+    stem, and give probabilities in steps)."""
+    import onnx
+    from synthetic import seeded_checkpoint
+
+    from ferkit.inference.export import export_onnx
+    from ferkit.models.ensemble import combine_checkpoints
+
+    members = [seeded_checkpoint(tmp_path / f"m{i}.pt", arch="fernet_s", seed=i, input_size=24, tta="flip")
+               for i in range(2)]
+    bare = export_onnx(combine_checkpoints(members, tmp_path / "ens.pt"), tmp_path / "ens.onnx", tta_on_host=True)
+    int8 = quantize_onnx(bare, tmp_path / "ens-int8.onnx", faces(96, seed=0))
+    graph = onnx.load(str(int8)).graph
+    made_by = {out: n.op_type for n in graph.node for out in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    first = [n for n in convs if n.name.endswith("stem.0/Conv")]
+    assert len(first) == 2 and all(made_by.get(n.input[0]) != "DequantizeLinear" for n in first)
+    assert all(made_by.get(n.input[0]) == "DequantizeLinear" for n in convs if n not in first)
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == 2 and all(made_by.get(n.input[1]) != "DequantizeLinear" for n in gemms)
+    p_float = OnnxClassifier(bare, device="cpu").predict_proba(faces(32))
+    p_int8 = OnnxClassifier(int8, device="cpu").predict_proba(faces(32))
+    assert np.allclose(p_int8.sum(1), 1.0, atol=1e-5) and np.abs(p_float - p_int8).max() < 0.1
+
+
 def test_only_a_bare_float_graph_is_quantized(exports, tmp_path):
     with pytest.raises(ModelError, match="tta='flip_shift' inside the graph"):
         quantize_onnx(exports["inside"], tmp_path / "x.onnx", faces())

@@ -79,18 +79,14 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
     # channels give 9- or 27-term dot products that fill integer kernels badly, and quantizing the raw pixels
     # cost the shipped `default` 0.36 points without TTA (docs/experiments/inference-speed.md).
     float_proto = onnx.load(str(source))
-    nodes = [n for n in float_proto.graph.node if n.op_type != "Constant"]
-    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
-    linear = [i for i, n in enumerate(nodes) if n.op_type in ("Gemm", "MatMul")] or convs  # a 1x1-conv head
-    head = [n.name for n in nodes[linear[-1]:]] if linear else []
-    stem = [n.name for n in nodes[:convs[0] + 1]] if len(convs) > 1 else []
+    stem, head = float_ends(float_proto.graph)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         tmp_out = Path(tmp) / "int8.onnx"
         quantize_static(str(source), str(tmp_out), Batches(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=calibrate, nodes_to_exclude=stem + head, reduce_range=True)
+                        calibrate_method=calibrate, nodes_to_exclude=sorted(stem | head), reduce_range=True)
         proto = onnx.load(str(tmp_out))
     meta = {p.key: p.value for p in float_proto.metadata_props}
     meta[META_PREFIX + QUANT_KEY] = json.dumps({
@@ -103,6 +99,42 @@ def quantize_onnx(source: str | Path, out: str | Path, calibration_faces: np.nda
     with atomic_write(out) as f:
         f.write(proto.SerializeToString())
     return out
+
+
+def float_ends(graph) -> tuple[set[str], set[str]]:
+    """(stem, head): the names of the nodes of an ONNX ``graph`` that quantization leaves float.
+
+    Read from the graph's wiring, so that an ensemble, several networks side by side in one graph, keeps every
+    member's ends float: the stem is every node with no convolution upstream, plus the convolutions that see the
+    input directly; the head is every linear layer with no linear layer downstream (a 1x1 convolution where the
+    graph has no Gemm or MatMul), and everything downstream of one. A graph with one convolution keeps it int8.
+    """
+    nodes = [n for n in graph.node if n.op_type != "Constant"]
+    linear_ops = {"Gemm", "MatMul"} if any(n.op_type in ("Gemm", "MatMul") for n in nodes) else {"Conv"}
+    convs_above: dict[str, int] = {}  # tensor -> convolutions on its longest path from the input
+    stem = set()
+    for n in nodes:  # ONNX stores nodes in topological order
+        depth = max((convs_above.get(t, 0) for t in n.input), default=0)
+        if depth == 0:
+            stem.add(n.name)
+        for t in n.output:
+            convs_above[t] = depth + (n.op_type == "Conv")
+    if sum(n.op_type == "Conv" for n in nodes) < 2:
+        stem = set()
+    linear_below: set[str] = set()  # tensors that reach a linear layer further down
+    last_linear = set()
+    for n in reversed(nodes):
+        reaches = any(t in linear_below for t in n.output)
+        if n.op_type in linear_ops and not reaches:
+            last_linear.add(n.name)
+        if reaches or n.op_type in linear_ops:
+            linear_below.update(n.input)
+    head, head_tensors = set(), set()
+    for n in nodes:
+        if n.name in last_linear or any(t in head_tensors for t in n.input):
+            head.add(n.name)
+            head_tensors.update(n.output)
+    return stem, head
 
 
 @contextlib.contextmanager
