@@ -164,6 +164,18 @@ def test_finetune_from_a_checkpoint_of_another_architecture_is_refused(tmp_path,
         train(tiny(tmp_path / "ft", model="fernet_s", finetune=str(tmp_path / "run" / "best.pt")), data)
 
 
+def test_finetune_from_an_ensemble_names_the_way_out(tmp_path, data):
+    from synthetic import seeded_checkpoint
+
+    from ferkit.models.ensemble import combine_checkpoints
+
+    members = [seeded_checkpoint(tmp_path / f"m{i}.pt", seed=i, input_size=24) for i in range(2)]
+    ensemble = combine_checkpoints(members, tmp_path / "ens.pt")
+    with pytest.raises(FerkitError, match="an ensemble of 2 networks.*fine-tune one of its members"):
+        train(tiny(tmp_path, finetune=str(ensemble)), data)
+    assert not (tmp_path / "run" / "last.pt").exists()  # refused before the first step
+
+
 def test_fewer_images_than_a_batch_is_a_clear_error(tmp_path, data):
     with pytest.raises(FerkitError, match="batch-size"):
         train(tiny(tmp_path, batch_size=4096), data)

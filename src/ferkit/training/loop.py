@@ -250,10 +250,16 @@ def prepare_model(cfg: TrainConfig, mcfg: ModelConfig) -> nn.Module:
     if cfg.finetune:
         ckpt = load_checkpoint(cfg.finetune)
         other = ModelConfig.from_dict(ckpt["config"])
+        if other.arch == "ensemble":
+            raise FerkitError(
+                f"--finetune {cfg.finetune} is an ensemble of {len(other.model_kwargs.get('members', []))} "
+                f"networks, which cannot be fine-tuned as one network; fine-tune one of its members' checkpoints "
+                f"(or use it as --teacher)"
+            )
         if other.arch != mcfg.arch or other.labels != mcfg.labels:
             raise FerkitError(
-                f"--finetune {cfg.finetune} holds a {other.arch} for labels {other.labels}; this run trains a "
-                f"{mcfg.arch} for labels {mcfg.labels}"
+                f"--finetune {cfg.finetune} holds arch {other.arch!r} for labels {other.labels}; this run trains "
+                f"{mcfg.arch!r} for labels {mcfg.labels}"
             )
         load_state_dict_checked(model, ckpt["state_dict"], source=cfg.finetune)
     if cfg.freeze:
