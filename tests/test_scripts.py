@@ -38,3 +38,35 @@ def test_ship_model_builds_the_network_the_checkpoint_holds(tmp_path):
     assert torch.allclose(model(x), reference(x), atol=1e-5)
     config.tta = "none"  # the caller's copy: the checkpoint's own config is untouched
     assert load_checkpoint(path)["config"]["tta"] == "flip"
+
+
+def test_an_ensembles_members_keep_their_training_records_shipped_or_not(tmp_path, monkeypatch):
+    """A member given as a shipped name has no run folder: its record comes from the shipped file's own meta."""
+    import importlib.util
+    import json
+
+    import torch
+
+    from synthetic import seeded_checkpoint
+
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "tools" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = seeded_checkpoint(weights / "default.pt", arch="fernet_s", input_size=24)
+    ckpt = torch.load(shipped, weights_only=True)
+    ckpt["meta"] = {"command": "ferkit train --recipe default", "hardware": {"cpus": 2}, "train_seconds": 60.0}
+    torch.save(ckpt, shipped)
+    monkeypatch.setattr(ship_model, "WEIGHTS_DIR", weights)
+    run = tmp_path / "runs" / "b"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"command": "ferkit train --seed 1", "cpus": 2}))
+    ensemble = tmp_path / "runs" / "ens.pt"
+    got = [ship_model.member_info(ensemble, m) for m in (
+        {"source": "default", "metrics": {"accuracy": 0.7}},
+        {"source": "b/best.pt", "epoch": 9, "metrics": {"accuracy": 0.6}})]
+    assert got[0] == {"source": "default", "command": "ferkit train --recipe default", "hardware": {"cpus": 2},
+                      "train_seconds": 60.0, "metrics": {"accuracy": 0.7}}
+    assert got[1]["command"] == "ferkit train --seed 1" and got[1]["best_epoch"] == 9
+    assert got[1]["metrics"] == {"accuracy": 0.6}

@@ -98,9 +98,7 @@ def main() -> None:
     }
     if config.arch == "ensemble":
         meta["command"] = ckpt["meta"]["command"]
-        # Member paths are as given to `ferkit ensemble`: relative ones to the folder it ran in, the ensemble's.
-        meta["members"] = [{**run_info((args.run.parent / m["source"]).parent), "best_epoch": m.get("epoch"),
-                            "metrics": m.get("metrics")} for m in ckpt["meta"]["members"]]
+        meta["members"] = [member_info(args.run, m) for m in ckpt["meta"]["members"]]
     else:
         meta.update(run_info(args.run), best_epoch=ckpt["meta"].get("epoch"))
     out = WEIGHTS_DIR / f"{args.name}.pt"
@@ -154,6 +152,20 @@ def ship_onnx_twin(name: str, data: str, split_name: str, *, int8: bool, split_d
     update_metadata(onnx_path, {"evaluated": json.dumps(record)})
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, int8, tta={shipped.tta} on the host: "
           f"accuracy {by_tta[shipped.tta]['accuracy']:.4f})")
+
+
+def member_info(ensemble: Path, member: dict) -> dict:
+    """An ensemble member's training record: a shipped model's from its shipped file (read before anything is
+    written, so shipping the ensemble under that member's name still finds it), any other from its run folder.
+    Member paths are as given to `ferkit ensemble`: relative ones to the folder it ran in, the ensemble's."""
+    source = member["source"]
+    shipped = WEIGHTS_DIR / f"{source}.pt"
+    if "/" not in source and shipped.is_file():
+        own = load_checkpoint(shipped)["meta"]
+        info = {k: own[k] for k in ("command", "hardware", "train_seconds", "best_epoch") if k in own}
+    else:
+        info = {**run_info((ensemble.parent / source).parent), "best_epoch": member.get("epoch")}
+    return {"source": source, **info, "metrics": member.get("metrics")}
 
 
 def run_info(run: Path) -> dict:
