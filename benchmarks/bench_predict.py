@@ -97,13 +97,15 @@ def onnx_classifiers(args, tmp: Path, model: str) -> dict:
     def shipped_twin(tta=None, model=model):
         return lambda threads: load_onnx_classifier(model, tta=tta, device="cpu", threads=threads)
 
-    def maker(model):
-        if model.endswith(".onnx"):  # an export as it is (e.g. a candidate INT8 twin), at its own TTA
-            return lambda tta=None: lambda threads: OnnxClassifier(model, tta=tta, device="cpu", threads=threads)
-        shipped = "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
-        return functools.partial(shipped_twin if shipped else exported, model=model)
+    def is_shipped(model):
+        return "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
 
-    shipped = "/" not in model and (WEIGHTS_DIR / f"{model}.onnx").is_file()
+    def maker(model):
+        # load_onnx_classifier takes an .onnx file as it is (e.g. a candidate INT8 twin) as well as a shipped name
+        direct = is_shipped(model) or model.endswith(".onnx")
+        return functools.partial(shipped_twin if direct else exported, model=model)
+
+    shipped = is_shipped(model)
     make = maker(model)
     out = {DEFAULT_NAME: make()}
     own = out[DEFAULT_NAME](1)

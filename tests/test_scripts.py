@@ -19,17 +19,23 @@ def test_the_script_imports_and_answers_help(script):
     assert "usage" in done.stdout.lower()
 
 
-def test_ship_model_builds_the_network_the_checkpoint_holds(tmp_path):
+def load_ship_model():
+    """tools/ship_model.py as a module (tools/ is not a package)."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "tools" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    return ship_model
+
+
+def test_ship_model_builds_the_network_the_checkpoint_holds(tmp_path):
     import torch
 
     from ferkit.models.checkpoint import load_checkpoint, load_model
     from synthetic import seeded_checkpoint
 
-    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "tools" / "ship_model.py")
-    ship_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_model)
+    ship_model = load_ship_model()
     path = seeded_checkpoint(tmp_path / "net.pt", arch="fernet_s", input_size=24, tta="flip")
     model, config = ship_model.network_of(load_checkpoint(path), path)
     reference, _ = load_model(path)
@@ -42,16 +48,13 @@ def test_ship_model_builds_the_network_the_checkpoint_holds(tmp_path):
 
 def test_an_ensembles_members_keep_their_training_records_shipped_or_not(tmp_path, monkeypatch):
     """A member given as a shipped name has no run folder: its record comes from the shipped file's own meta."""
-    import importlib.util
     import json
 
     import torch
 
     from synthetic import seeded_checkpoint
 
-    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "tools" / "ship_model.py")
-    ship_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_model)
+    ship_model = load_ship_model()
     weights = tmp_path / "weights"
     weights.mkdir()
     shipped = seeded_checkpoint(weights / "default.pt", arch="fernet_s", input_size=24)

@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 
 from ferkit.evaluation.calibrate import fit_temperature, rescale
+from ferkit.models.ensemble import ARCH as ENSEMBLE_ARCH
 from ferkit.models.checkpoint import (SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint,
                                      load_state_dict_checked, save_checkpoint)
 from ferkit.data import load_dataset, sample_faces
@@ -96,7 +97,7 @@ def main() -> None:
         "name": args.name, "selected_on": args.split, "accuracy_by_tta": accuracy_by_tta,
         "ece_uncalibrated": ece_before, "metrics": metrics,
     }
-    if config.arch == "ensemble":
+    if config.arch == ENSEMBLE_ARCH:
         meta["command"] = ckpt["meta"]["command"]
         meta["members"] = [member_info(args.run, m) for m in ckpt["meta"]["members"]]
     else:
@@ -159,9 +160,8 @@ def member_info(ensemble: Path, member: dict) -> dict:
     written, so shipping the ensemble under that member's name still finds it), any other from its run folder.
     Member paths are as given to `ferkit ensemble`: relative ones to the folder it ran in, the ensemble's."""
     source = member["source"]
-    shipped = WEIGHTS_DIR / f"{source}.pt"
-    if "/" not in source and shipped.is_file():
-        own = load_checkpoint(shipped)["meta"]
+    if source in SHIPPED_MODELS:  # how load_checkpoint reads a name too (resolve_checkpoint)
+        own = load_checkpoint(WEIGHTS_DIR / f"{source}.pt")["meta"]
         info = {k: own[k] for k in ("command", "hardware", "train_seconds", "best_epoch") if k in own}
     else:
         info = {**run_info((ensemble.parent / source).parent), "best_epoch": member.get("epoch")}

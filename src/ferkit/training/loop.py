@@ -34,6 +34,7 @@ from ferkit.data.dataset import FaceDataset
 from ferkit.errors import DataError, FerkitError
 from ferkit.inference.torch_backend import view_logits
 from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
+from ferkit.models.ensemble import ARCH as ENSEMBLE_ARCH
 from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
 from ferkit.training.batches import SOFT_TARGET_MODES, TrainingBatches, class_weight_vector, epoch_seed
 from ferkit.training.config import TrainConfig, check_config, val_share
@@ -250,7 +251,7 @@ def prepare_model(cfg: TrainConfig, mcfg: ModelConfig) -> nn.Module:
     if cfg.finetune:
         ckpt = load_checkpoint(cfg.finetune)
         other = ModelConfig.from_dict(ckpt["config"])
-        if other.arch == "ensemble":
+        if other.arch == ENSEMBLE_ARCH:
             raise FerkitError(
                 f"--finetune {cfg.finetune} is an ensemble of {len(other.model_kwargs.get('members', []))} "
                 f"networks, which cannot be fine-tuned as one network; fine-tune one of its members' checkpoints "
