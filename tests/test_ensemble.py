@@ -149,3 +149,44 @@ def test_cli_weight_average_and_its_usage_errors(fine_tunes, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["ensemble", "--weight-average", "--mix", "a,b", *map(str, fine_tunes), "--out", str(out)])
     assert "comma-separated" in capsys.readouterr().err
+
+
+def test_a_member_loads_as_the_network_it_was(members, faces, tmp_path):
+    ens = combine_checkpoints(members, tmp_path / "ens.pt")
+    for i, source in enumerate(members):
+        ckpt = load_checkpoint(f"{ens}#{i}")
+        assert ckpt["config"] == load_checkpoint(source)["config"]
+        assert ckpt["meta"]["member_of"] == str(ens) and ckpt["meta"]["member"] == i
+        assert ckpt["meta"]["command"] == f"ferkit train --seed {i}"  # the record the ensemble kept
+        np.testing.assert_allclose(probs(f"{ens}#{i}", faces), probs(source, faces), atol=1e-6)
+
+
+def test_member_marks_that_name_no_member(members, tmp_path):
+    ens = combine_checkpoints(members, tmp_path / "ens.pt")
+    with pytest.raises(ModelError, match=r"ensemble of 2 networks; its members are .*#0 to .*#1"):
+        load_checkpoint(f"{ens}#2")
+    with pytest.raises(ModelError, match=r"single 'fernet_s' network, not an ensemble"):
+        load_checkpoint(f"{members[0]}#0")
+    odd = tmp_path / "run#3.pt"  # a file whose name holds the mark is that file
+    odd.write_bytes(members[0].read_bytes())
+    assert load_checkpoint(odd)["config"]["arch"] == "fernet_s"
+
+
+def test_member_digests_differ_from_the_ensembles(members, tmp_path):
+    from ferkit.models.checkpoint import checkpoint_digest
+    from ferkit.paths import sha256_file
+
+    ens = combine_checkpoints(members, tmp_path / "ens.pt")
+    digests = {checkpoint_digest(ens), checkpoint_digest(f"{ens}#0"), checkpoint_digest(f"{ens}#1")}
+    assert len(digests) == 3 and checkpoint_digest(ens) == sha256_file(ens)
+
+
+def test_a_member_exports_and_runs_on_onnx_runtime(members, faces, tmp_path, monkeypatch):
+    from ferkit.inference.onnx_backend import load_onnx_classifier
+
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    ens = combine_checkpoints(members, tmp_path / "ens.pt", tta="none")
+    whole = load_onnx_classifier(str(ens)).predict_proba(faces)
+    one = load_onnx_classifier(f"{ens}#1").predict_proba(faces)  # cached apart from the whole ensemble's export
+    np.testing.assert_allclose(one, probs(members[1], faces, tta=None), atol=1e-4)
+    assert not np.allclose(one, whole, atol=1e-3)

@@ -102,6 +102,33 @@ def test_gradcam_layer_default_override_and_errors(baseline):
         gradcam(baseline, x, layer="classifier.1")
 
 
+def test_gradcam_of_an_ensemble_sums_every_members_map(tmp_path):
+    from ferkit.models.ensemble import combine_checkpoints
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / f"m{seed}.pt", create_model("baseline_cnn"), ModelConfig(arch="baseline_cnn"))
+        paths.append(tmp_path / f"m{seed}.pt")
+    ens, _ = load_model(combine_checkpoints(paths, tmp_path / "ens.pt"))
+    x = _x()
+    assert default_layer(ens, x) == "members.0.features+members.1.features"
+    both = gradcam(ens, x, target=2)
+    np.testing.assert_allclose(both, gradcam(ens, x, target=2, layer="members.0.features+members.1.features"))
+    # Each member's share, as the ensemble's answer flows through it; their sum, rescaled, is the map.
+    parts = [explain_tensor(ens, x, "gradcam", target=2, layer=f"members.{i}.features") for i in (0, 1)]
+    assert not np.allclose(parts[0].maps, parts[1].maps, atol=0.05)
+    raw = [torch.tensor(p.maps) for p in parts]
+    assert all(not np.allclose(both, p.maps, atol=0.02) for p in parts)
+    assert (np.corrcoef(both.ravel(), (raw[0] + raw[1]).numpy().ravel())[0, 1]) > 0.5
+    with pytest.raises(FerkitError, match="'members.2.features' is not a module"):
+        gradcam(ens, x, layer="members.0.features+members.2.features")
+    # Two copies of one network: equal shares, so the summed map is either member's own.
+    twins, _ = load_model(combine_checkpoints([paths[0], paths[0]], tmp_path / "twins.pt"))
+    np.testing.assert_allclose(gradcam(twins, x, target=2), gradcam(twins, x, target=2, layer="members.1.features"),
+                               atol=1e-6)
+
+
 def test_named_layer_sees_its_own_output_despite_inplace_relu(baseline):
     x = _x()
     conv = feature_maps(baseline, x, layer="features.4")  # followed by ReLU(inplace=True)

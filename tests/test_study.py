@@ -189,6 +189,18 @@ def test_bad_input_fails_clearly_before_any_work(tmp_path, base, data, kw, messa
     assert not (tmp_path / "s" / "cells").exists()
 
 
+def test_an_ensemble_base_is_refused_and_its_member_studied(tmp_path, base, data, finished):
+    from ferkit.models.ensemble import combine_checkpoints
+
+    ens = str(combine_checkpoints([base, base], tmp_path / "ens.pt"))
+    with pytest.raises(FerkitError, match=r"ensemble of 2 networks.*ens.pt#0 to .*ens.pt#1"):
+        run_study(config(ens, tmp_path / "s"), data)
+    assert not (tmp_path / "s" / "cells").exists()
+    # Member 1 is the base itself: evaluated alone, it scores what the base scored.
+    result = run_study(config(f"{ens}#1", tmp_path / "m", finetune=[], evaluate=EVALUATE), data)
+    np.testing.assert_allclose(result.matrix()[0], finished.matrix()[0])
+
+
 def test_extra_rows_are_named_after_their_run_folder(tmp_path, base, data):
     result = run_study(config(base, tmp_path / "s", finetune=[], evaluate=["full", "left"], extra=[base]), data)
     assert [m.label for m in result.models] == ["full", Path(base).parent.name]

@@ -171,9 +171,14 @@ def test_finetune_from_an_ensemble_names_the_way_out(tmp_path, data):
 
     members = [seeded_checkpoint(tmp_path / f"m{i}.pt", seed=i, input_size=24) for i in range(2)]
     ensemble = combine_checkpoints(members, tmp_path / "ens.pt")
-    with pytest.raises(FerkitError, match="an ensemble of 2 networks.*fine-tune one of its members"):
+    with pytest.raises(FerkitError, match=r"an ensemble of 2 networks.*fine-tune one of its members \(.*ens.pt#0 to"):
         train(tiny(tmp_path, finetune=str(ensemble)), data)
     assert not (tmp_path / "run" / "last.pt").exists()  # refused before the first step
+    # The way out it names: a member, which starts from that member's weights.
+    train(tiny(tmp_path / "ft", finetune=f"{ensemble}#1", epochs=1, limit_steps=1, lr=0.0), data)
+    tuned = load_checkpoint(tmp_path / "ft" / "run" / "last.pt")["state_dict"]
+    start = load_checkpoint(members[1])["state_dict"]
+    assert all(torch.equal(tuned[k], start[k]) for k in start if start[k].is_floating_point() and "running" not in k)
 
 
 def test_fewer_images_than_a_batch_is_a_clear_error(tmp_path, data):

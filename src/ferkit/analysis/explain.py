@@ -10,6 +10,8 @@ adds the prediction. ``explain_faces.explain_image`` explains the faces of a pho
 The target class is the predicted one unless ``target`` names one: an index, an emotion name from the
 model's labels, or one per face (a sequence of indices, e.g. the true labels).
 
+Grad-CAM of an ensemble sums each member's map at that member's last spatial layer.
+
 The model is used in eval mode and left as found: hooks are removed, parameters' ``requires_grad`` and
 each module's train/eval flag are restored, no parameter gradient is computed.
 """
@@ -29,8 +31,10 @@ from ferkit.batching import iter_batches
 from ferkit.errors import DataError, FerkitError
 from ferkit.labels import canonical_label
 from ferkit.models.config import ModelConfig
+from ferkit.models.ensemble import Ensemble
 
 Target = int | str | Sequence[int] | np.ndarray | torch.Tensor | None
+LAYER_JOIN = "+"  # Grad-CAM over several layers ("members.0.layer4+members.1.layer4"): the sum of their maps
 
 
 @dataclass(frozen=True)
@@ -299,12 +303,29 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, l
     # The input must require grad for the graph to reach the layer (parameters are frozen meanwhile); the
     # backward pass stops at the layer, so its cost is the head's, not the whole network's.
     x = x.clone().detach().requires_grad_(True)
-    logits, name, act = _forward_capture(model, x, layer)
-    t = resolve_target(target, logits, run.labels)
-    (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), act)
-    weights = grad.float().mean((2, 3), keepdim=True)  # Selvaraju et al.: channel weight = mean gradient
-    cam = F.relu((weights * act.float()).sum(1))
-    return _Maps(_normalize(_upsample(cam.detach(), x.shape[-2:])), logits.detach(), t, layer=name)
+    if layer:
+        layers: list[str | None] = layer.split(LAYER_JOIN)
+    else:
+        layers = member_layers(model, x) if isinstance(model, Ensemble) else [None]
+    total, names = None, []
+    for one in layers:  # several layers (an ensemble's members): the sum of their maps, one pass each
+        logits, name, act = _forward_capture(model, x, one)
+        t = resolve_target(target, logits, run.labels)
+        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), act)
+        weights = grad.float().mean((2, 3), keepdim=True)  # Selvaraju et al.: channel weight = mean gradient
+        cam = _upsample(F.relu((weights * act.float()).sum(1)).detach(), x.shape[-2:])
+        total = cam if total is None else total + cam
+        names.append(name)
+    return _Maps(_normalize(total), logits.detach(), t, layer=LAYER_JOIN.join(names))
+
+
+def member_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Each member's Grad-CAM layer in an ensemble (``ferkit.models.ensemble``): the ensemble's answer is all
+    of its members', so its map sums theirs instead of explaining the last member alone."""
+    with torch.no_grad():
+        _, fired = _trace(model, x[:1])
+    return [_pick_layer(model, [(n, out) for n, out in fired if n.startswith(f"members.{i}.")])[0]
+            for i in range(len(model.members))]
 
 
 def _features(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, layer: str | None = None) -> _Maps:
@@ -489,8 +510,11 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str | None = None) ->
 
 def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The layer Grad-CAM uses by default: the last module producing a spatial (h x w > 1) 4-D output,
-    adaptive pooling layers aside (they only resample the map before them)."""
+    adaptive pooling layers aside (they only resample the map before them); for an ensemble, each member's,
+    joined by ``+``."""
     with _explaining(model), torch.no_grad():
+        if isinstance(model, Ensemble):
+            return LAYER_JOIN.join(member_layers(model, x))
         _, fired = _trace(model, x[:1])
     return _pick_layer(model, fired)[0]
 

@@ -49,11 +49,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferkit.models.checkpoint import ModelConfig, load_checkpoint, load_model, resolve_checkpoint
+from ferkit.models.checkpoint import (MEMBER_MARK, ModelConfig, checkpoint_digest, load_checkpoint, load_model,
+                                     member_range, resolve_checkpoint, split_member)
 from ferkit.data.dataset import FaceDataset
 from ferkit.devices import resolve_device
 from ferkit.errors import FerkitError
 from ferkit.paths import sha256_file
+from ferkit.models.ensemble import ARCH as ENSEMBLE_ARCH
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.transforms.occlusion import MASKS
 from ferkit.training.config import RECIPES, TrainConfig
@@ -333,7 +335,8 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
         load_checkpoint(path)  # a missing or foreign file fails now
     base_run: TrainConfig | None = None
     if cfg.base:
-        base_ckpt = str(resolve_checkpoint(cfg.base).resolve())
+        _, member = split_member(cfg.base)  # a member of an ensemble stays that member
+        base_ckpt = str(resolve_checkpoint(cfg.base).resolve()) + ("" if member is None else f"{MEMBER_MARK}{member}")
         base_tc = base_train_config(base_ckpt, cfg.recipe)
     else:
         base_run = base_train_config_new(cfg, out / "base")
@@ -350,6 +353,10 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
         mcfg = ModelConfig.from_dict(load_checkpoint(base_ckpt)["config"])
         if list(mcfg.labels) != labels:
             raise FerkitError(f"the base {cfg.base} predicts {mcfg.labels} but the dataset is labelled {labels}")
+        if mcfg.arch == ENSEMBLE_ARCH and cfg.finetune:  # said now, not after the first fine-tune has started
+            n = len(mcfg.model_kwargs.get("members", []))
+            raise FerkitError(f"--base {cfg.base} is an ensemble of {n} networks, which cannot be fine-tuned as one "
+                              f"network; give one of its members as the base ({member_range(cfg.base, n)})")
     else:
         mcfg = model_config_for(base_run, tuple(labels), dataset.channels)  # what the base will be once trained
 
@@ -380,7 +387,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
         same = cell.get("checkpoint_sha256") == digest and cell.get("setup") == fingerprint
         return cell["metrics"] if same else None
 
-    digests = {m.key: sha256_file(resolve_checkpoint(m.checkpoint)) for m in models if ready[m.key]}
+    digests = {m.key: checkpoint_digest(m.checkpoint) for m in models if ready[m.key]}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for m in models:
         for c in cfg.evaluate:
@@ -419,7 +426,7 @@ def run_study(cfg: StudyConfig, dataset: FaceDataset | None = None) -> StudyResu
             base_run.resume = base_state == "partial"
             train(base_run, dataset)
             done(base_cost)
-            digests["base"] = sha256_file(base_ckpt)
+            digests["base"] = checkpoint_digest(base_ckpt)
 
         # 2. The fine-tunes; an interrupted one resumes from its own last.pt.
         for m, tc in ft_runs.items():

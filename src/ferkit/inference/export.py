@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import ModelError
-from ferkit.paths import atomic_write, sha256_file
+from ferkit.paths import atomic_write
 from ferkit.transforms.views import check_tta
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     import onnx
     import torch
 
-    from ferkit.models.checkpoint import load_model, resolve_checkpoint
+    from ferkit.models.checkpoint import MEMBER_MARK, checkpoint_digest, load_model
 
     source: dict[str, str] = {}
     if isinstance(model, tuple):
@@ -97,10 +97,9 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
         net.eval()
         source["source"] = type(net).__name__
     else:
-        path = resolve_checkpoint(model)
-        net, config = load_model(path, device="cpu")
-        source = {"source": str(model), "source_sha256": sha256_file(path)}
-        out = out or Path.cwd() / f"{Path(str(model)).stem}.onnx"
+        net, config = load_model(model, device="cpu")
+        source = {"source": str(model), "source_sha256": checkpoint_digest(model)}
+        out = out or Path.cwd() / f"{Path(str(model).replace(MEMBER_MARK, '-member')).stem}.onnx"
     if out is None:
         raise ModelError("give out= when exporting an in-memory model")
     tta = config.tta if tta is None else tta

@@ -21,7 +21,7 @@ from ferkit.batching import iter_batches
 from ferkit.errors import DataError, ModelError
 from ferkit.inference.export import HOST_TTA_KEY, INPUT_NAME, META_PREFIX, OUTPUT_NAMES
 from ferkit.inference.quantize import QUANT_KEY
-from ferkit.paths import WEIGHTS_DIR, cache_dir, sha256_file
+from ferkit.paths import WEIGHTS_DIR, cache_dir
 from ferkit.transforms.views import (ADAPTIVE_FIRST_VIEWS, ADAPTIVE_STAGES, centre_window, check_tta, crop_side,
                                     unsure)
 
@@ -220,18 +220,19 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
 
 
 def _cached_export(spec: str, tta: str | None) -> Path:
-    from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+    from ferkit.models.checkpoint import checkpoint_digest, load_checkpoint, resolve_checkpoint, split_member
 
     ckpt_path = resolve_checkpoint(spec)
-    stem = f"{ckpt_path.stem}-{sha256_file(ckpt_path)[:16]}-tta_"
+    _, member = split_member(spec)
+    stem = f"{ckpt_path.stem}{'' if member is None else f'-member{member}'}-{checkpoint_digest(spec)[:16]}-tta_"
     if tta is not None and (cache_dir("onnx") / f"{stem}{tta}.onnx").is_file():
         return cache_dir("onnx") / f"{stem}{tta}.onnx"  # exported earlier: runs without PyTorch
     require("torch", "onnx", for_what=f"running {ckpt_path} on ONNX Runtime (it is exported to ONNX once)")
     from ferkit.inference.export import export_onnx
 
-    mode = tta or load_checkpoint(ckpt_path)["config"].get("tta", "none")
+    mode = tta or load_checkpoint(spec)["config"].get("tta", "none")
     path = cache_dir("onnx") / f"{stem}{mode}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX once (cached at %s)", spec, path)
-        export_onnx(ckpt_path, path, tta=mode)
+        export_onnx(spec if member is not None else ckpt_path, path, tta=mode)
     return path

@@ -5,7 +5,9 @@ A checkpoint file is a dict of tensors and plain data only::
     {"format": "ferkit", "version": 1, "config": ModelConfig.to_dict(), "state_dict": {...},
      "meta": {...plain data: training command, metrics...}, "train_state": {...} (last.pt only)}
 
-``load_model("default")`` (or "fast", "robust") loads a model shipped in ``ferkit/weights``. Weights may be stored
+``load_model("default")`` (or "fast", "robust") loads a model shipped in ``ferkit/weights``. ``SPEC#K`` names member
+``K`` of an ensemble checkpoint (``ferkit.models.ensemble``) as a checkpoint of its own, so that one network of an
+ensemble can be fine-tuned, explained or exported wherever a model is taken. Weights may be stored
 as float16 (halving the file); they load into float32 models. A file that is not a ferkit checkpoint (a pickled
 object, a truncated download, a bare state dict) is refused with one line saying which and what to do; ferkit
 never unpickles code from a file, and never tells the user to. Importing this module does not import torch, so
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
 
 FORMAT = "ferkit"
 VERSION = 1
+MEMBER_MARK = "#"  # "default#0": member 0 of the ensemble checkpoint "default"
+
+
+def split_member(spec: str | Path) -> tuple[str | Path, int | None]:
+    """``("ens.pt", 1)`` for ``"ens.pt#1"``; ``(spec, None)`` for anything else, a file whose name holds the
+    mark included."""
+    base, mark, index = str(spec).rpartition(MEMBER_MARK)
+    if not mark or not base or not index.isdigit() or Path(spec).exists():
+        return spec, None
+    return base, int(index)
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -66,7 +78,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, met
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:
-    """A shipped model name (see SHIPPED_MODELS) or a path to a .pt file."""
+    """The file of a shipped model name (see SHIPPED_MODELS) or a path to a .pt file; of ``SPEC#K``, SPEC's."""
+    spec, _ = split_member(spec)
     if str(spec) in SHIPPED_MODELS:
         path = WEIGHTS_DIR / f"{spec}.pt"
         if not path.exists():
@@ -105,7 +118,45 @@ def load_checkpoint(spec: str | Path) -> dict[str, Any]:
     problem = _not_ferkit(ckpt)
     if problem:
         raise ModelError(f"{path} is not a ferkit checkpoint: {problem}")
-    return ckpt
+    base, index = split_member(spec)
+    return ckpt if index is None else member_checkpoint(ckpt, index, str(base))
+
+
+def member_checkpoint(ckpt: dict[str, Any], index: int, source: str) -> dict[str, Any]:
+    """Member ``index`` of the ensemble checkpoint ``ckpt`` (read from ``source``) as a checkpoint of its own:
+    its config, its weights, and the training record the ensemble kept of it."""
+    from ferkit.models.ensemble import ARCH
+
+    config = ckpt["config"]
+    members = config.get("model_kwargs", {}).get("members", []) if config.get("arch") == ARCH else []
+    if not members:
+        raise ModelError(f"{source}{MEMBER_MARK}{index}: {source} is a single {config.get('arch')!r} network, "
+                         f"not an ensemble; give {source} without {MEMBER_MARK}{index}")
+    if index >= len(members):
+        raise ModelError(f"{source}{MEMBER_MARK}{index}: {source} is an ensemble of {len(members)} networks; "
+                         f"its members are {member_range(source, len(members))}")
+    prefix = f"members.{index}."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    records = ckpt.get("meta", {}).get("members", [])
+    record = dict(records[index]) if index < len(records) else {}
+    meta = {**record, "member_of": source, "member": index}
+    return {"format": FORMAT, "version": ckpt.get("version", VERSION), "config": members[index],
+            "state_dict": state, "meta": meta}
+
+
+def member_range(spec: str | Path, count: int) -> str:
+    """How to name the members of the ensemble ``spec``, for messages: ``"ens.pt#0 to ens.pt#2"``."""
+    return f"{spec}{MEMBER_MARK}0 to {spec}{MEMBER_MARK}{count - 1}"
+
+
+def checkpoint_digest(spec: str | Path) -> str:
+    """SHA-256 of the checkpoint's file, with ``#K`` appended for a member: what caches of anything computed
+    from the weights are keyed by (a shipped name is replaced by a new release under the same name)."""
+    from ferkit.paths import sha256_file
+
+    _, index = split_member(spec)
+    digest = sha256_file(resolve_checkpoint(spec))
+    return digest if index is None else f"{digest}{MEMBER_MARK}{index}"
 
 
 def unreadable_reason(path: Path, exc: Exception) -> str:

@@ -33,7 +33,8 @@ from ferkit.batching import iter_batches
 from ferkit.data.dataset import FaceDataset
 from ferkit.errors import DataError, FerkitError
 from ferkit.inference.torch_backend import view_logits
-from ferkit.models.checkpoint import ModelConfig, build_model, load_checkpoint, load_state_dict_checked, save_checkpoint
+from ferkit.models.checkpoint import (ModelConfig, build_model, load_checkpoint, load_state_dict_checked, member_range,
+                                     save_checkpoint)
 from ferkit.models.ensemble import ARCH as ENSEMBLE_ARCH
 from ferkit.training.averaging import EqualAverage, WeightAverage, recompute_batchnorm
 from ferkit.training.batches import SOFT_TARGET_MODES, TrainingBatches, class_weight_vector, epoch_seed
@@ -252,10 +253,10 @@ def prepare_model(cfg: TrainConfig, mcfg: ModelConfig) -> nn.Module:
         ckpt = load_checkpoint(cfg.finetune)
         other = ModelConfig.from_dict(ckpt["config"])
         if other.arch == ENSEMBLE_ARCH:
+            n = len(other.model_kwargs.get("members", []))
             raise FerkitError(
-                f"--finetune {cfg.finetune} is an ensemble of {len(other.model_kwargs.get('members', []))} "
-                f"networks, which cannot be fine-tuned as one network; fine-tune one of its members' checkpoints "
-                f"(or use it as --teacher)"
+                f"--finetune {cfg.finetune} is an ensemble of {n} networks, which cannot be fine-tuned as one "
+                f"network; fine-tune one of its members ({member_range(cfg.finetune, n)}), or use it as --teacher"
             )
         if other.arch != mcfg.arch or other.labels != mcfg.labels:
             raise FerkitError(
@@ -411,10 +412,9 @@ def end_of_epoch(cfg: TrainConfig, parts: Parts, mcfg: ModelConfig, epoch: int, 
 def teacher_labels_key(cfg: TrainConfig) -> str:
     """What a fixed teacher's stored labels depend on: the teacher's bytes (a shipped name is replaced by a new
     release under the same name), its TTA and the training faces."""
-    from ferkit.models.checkpoint import resolve_checkpoint
-    from ferkit.paths import sha256_file
+    from ferkit.models.checkpoint import checkpoint_digest
 
-    teacher = sha256_file(resolve_checkpoint(cfg.teacher))
+    teacher = checkpoint_digest(cfg.teacher)
     return f"{teacher}|{cfg.teacher_tta}|{cfg.data}|{cfg.train_split}|{cfg.val_split}|{cfg.drop}|{cfg.data_options}"
 
 

@@ -473,9 +473,9 @@ def _tta_facts(model: Any, backend: str, device: str) -> tuple[str | None, bool]
         if graph == "none":
             return own, True  # shipped without TTA inside: the host cuts the views
     else:
-        from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+        from ferkit.models.checkpoint import load_checkpoint
 
-        own = load_checkpoint(resolve_checkpoint(spec))["config"].get("tta", "none")
+        own = load_checkpoint(spec)["config"].get("tta", "none")
         if on_torch:
             return own, True
     if deps.available("torch") and deps.available("onnx"):
