@@ -73,3 +73,31 @@ def test_an_ensembles_members_keep_their_training_records_shipped_or_not(tmp_pat
                       "train_seconds": 60.0, "metrics": {"accuracy": 0.7}}
     assert got[1]["command"] == "ferkit train --seed 1" and got[1]["best_epoch"] == 9
     assert got[1]["metrics"] == {"accuracy": 0.6}
+
+
+def test_rerun_tables_passes_only_flags_its_commands_take():
+    # A renamed flag in a benchmark would otherwise surface on the day the tables are rerun.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rerun_tables", ROOT / "benchmarks" / "rerun_tables.py")
+    rerun = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = rerun  # its dataclass looks its module up there
+    spec.loader.exec_module(rerun)
+    plan = rerun.steps(Path("/shared"), "/fer/bin/python")
+    assert {"card", "predict", "classify", "video-fps", "serve"} <= {s.name for s in plan}
+    helps: dict[str, str] = {}
+    for step in plan:
+        flags = [a for a in step.argv if a.startswith("--")]
+        if step.argv[1:3] == ("-m", "ferkit"):
+            command = step.argv[3]
+            if command not in helps:
+                helps[command] = subprocess.run([sys.executable, "-m", "ferkit", command, "--help"],
+                                                capture_output=True, text=True, timeout=120).stdout
+            text, quoted = helps[command], False
+        else:
+            script = Path(step.argv[1])
+            assert script.parent == ROOT / "benchmarks" and script.is_file(), step
+            text, quoted = script.read_text(), True
+        missing = [f for f in flags if (f'"{f}"' if quoted else f) not in text]
+        assert not missing, f"{step.name}: {missing}"
+        assert step.needs_fer == ("--fer-python" in flags)
