@@ -190,3 +190,12 @@ def test_a_member_exports_and_runs_on_onnx_runtime(members, faces, tmp_path, mon
     one = load_onnx_classifier(f"{ens}#1").predict_proba(faces)  # cached apart from the whole ensemble's export
     np.testing.assert_allclose(one, probs(members[1], faces, tta=None), atol=1e-4)
     assert not np.allclose(one, whole, atol=1e-3)
+
+
+def test_a_members_export_is_named_after_the_member(members, tmp_path, monkeypatch):
+    from ferkit.inference.export import export_onnx
+
+    ens = combine_checkpoints(members, tmp_path / "ens.pt", tta="none")
+    monkeypatch.chdir(tmp_path)
+    assert export_onnx(f"{ens}#1").name == "ens-member1.onnx"  # not ens.onnx, the whole ensemble's name
+    assert export_onnx(ens).name == "ens.onnx"

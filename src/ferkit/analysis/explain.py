@@ -217,36 +217,51 @@ def _layer_error(model: nn.Module, x: torch.Tensor, layer: str, why: str) -> Fer
     )
 
 
-def _forward_capture(model: nn.Module, x: torch.Tensor, layer: str | None) -> tuple[torch.Tensor, str, torch.Tensor]:
-    """One forward pass returning logits and the chosen layer's output (part of the autograd graph)."""
-    if layer is None:
+def _forward_capture(model: nn.Module, x: torch.Tensor,
+                     layers: Sequence[str] | None) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
+    """One forward pass returning logits and (name, output) of each chosen layer, outputs part of the autograd
+    graph: the named ``layers``, or by default the last spatial one (``_default_picks``)."""
+    if layers is None:
         out, fired = _trace(model, x)
-        name, act = _pick_layer(model, fired)
-        return _logits(out), name, act
+        return _logits(out), _default_picks(model, fired)
     modules = dict(model.named_modules())
-    if not layer or layer not in modules:
-        raise _layer_error(model, x, layer, "is not a module of this model")
-    captured: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
-        if isinstance(out, torch.Tensor):
-            # Hand the rest of the network a copy, so an in-place op after this layer (ReLU(inplace=True))
-            # cannot overwrite the activations we explain.
-            captured.append(out)
-            return out.clone()
-        return None
-
-    handle = modules[layer].register_forward_hook(hook)
+    for layer in layers:
+        if not layer or layer not in modules:
+            raise _layer_error(model, x, layer, "is not a module of this model")
+    captured: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    handles = []
+    for layer in layers:
+        def hook(_m: nn.Module, _i: Any, out: Any, layer: str = layer) -> Any:
+            if isinstance(out, torch.Tensor):
+                # Hand the rest of the network a copy, so an in-place op after this layer (ReLU(inplace=True))
+                # cannot overwrite the activations we explain.
+                captured[layer].append(out)
+                return out.clone()
+            return None
+        handles.append(modules[layer].register_forward_hook(hook))
     try:
         out = model(x)
     finally:
-        handle.remove()
-    if not captured:
-        raise _layer_error(model, x, layer, "did not produce a tensor in the forward pass")
-    act = captured[-1]
-    if not _is_spatial(act):
-        raise _layer_error(model, x, layer, f"outputs shape {tuple(act.shape)}, not a spatial map")
-    return _logits(out), layer, act
+        for handle in handles:
+            handle.remove()
+    picks = []
+    for layer in layers:
+        if not captured[layer]:
+            raise _layer_error(model, x, layer, "did not produce a tensor in the forward pass")
+        act = captured[layer][-1]
+        if not _is_spatial(act):
+            raise _layer_error(model, x, layer, f"outputs shape {tuple(act.shape)}, not a spatial map")
+        picks.append((layer, act))
+    return _logits(out), picks
+
+
+def _default_picks(model: nn.Module, fired: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+    """The default layer(s) among a traced pass's outputs: the last spatial one; in an ensemble
+    (``ferkit.models.ensemble``) each member's own, since the ensemble's answer is all of its members'."""
+    if not isinstance(model, Ensemble):
+        return [_pick_layer(model, fired)]
+    return [_pick_layer(model, [(n, out) for n, out in fired if n.startswith(f"members.{i}.")])
+            for i in range(len(model.members))]
 
 
 # -------------------------------------------------------------------------------------- methods
@@ -301,36 +316,23 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *
 
 def _gradcam(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, layer: str | None = None) -> _Maps:
     # The input must require grad for the graph to reach the layer (parameters are frozen meanwhile); the
-    # backward pass stops at the layer, so its cost is the head's, not the whole network's.
+    # backward pass stops at the layer, so its cost is the head's, not the whole network's. Several layers (an
+    # ensemble's members, or names joined by LAYER_JOIN) share the pass, and their maps are summed.
     x = x.clone().detach().requires_grad_(True)
-    if layer:
-        layers: list[str | None] = layer.split(LAYER_JOIN)
-    else:
-        layers = member_layers(model, x) if isinstance(model, Ensemble) else [None]
-    total, names = None, []
-    for one in layers:  # several layers (an ensemble's members): the sum of their maps, one pass each
-        logits, name, act = _forward_capture(model, x, one)
-        t = resolve_target(target, logits, run.labels)
-        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), act)
+    logits, picks = _forward_capture(model, x, layer.split(LAYER_JOIN) if layer else None)
+    t = resolve_target(target, logits, run.labels)
+    grads = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), [act for _, act in picks])
+    total = 0
+    for grad, (_, act) in zip(grads, picks):
         weights = grad.float().mean((2, 3), keepdim=True)  # Selvaraju et al.: channel weight = mean gradient
-        cam = _upsample(F.relu((weights * act.float()).sum(1)).detach(), x.shape[-2:])
-        total = cam if total is None else total + cam
-        names.append(name)
-    return _Maps(_normalize(total), logits.detach(), t, layer=LAYER_JOIN.join(names))
-
-
-def member_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Each member's Grad-CAM layer in an ensemble (``ferkit.models.ensemble``): the ensemble's answer is all
-    of its members', so its map sums theirs instead of explaining the last member alone."""
-    with torch.no_grad():
-        _, fired = _trace(model, x[:1])
-    return [_pick_layer(model, [(n, out) for n, out in fired if n.startswith(f"members.{i}.")])[0]
-            for i in range(len(model.members))]
+        total = total + _upsample(F.relu((weights * act.float()).sum(1)).detach(), x.shape[-2:])
+    return _Maps(_normalize(total), logits.detach(), t, layer=LAYER_JOIN.join(name for name, _ in picks))
 
 
 def _features(model: nn.Module, x: torch.Tensor, target: Target, run: _Pass, *, layer: str | None = None) -> _Maps:
     with torch.no_grad():
-        logits, name, act = _forward_capture(model, x.detach(), layer)
+        logits, picks = _forward_capture(model, x.detach(), None if layer is None else [layer])
+    name, act = picks[-1]  # an ensemble's default: its last member's layer
     t = resolve_target(target, logits, run.labels)
     # As one heatmap per face: the mean activation magnitude over channels (target-independent).
     heat = _upsample(act.float().abs().mean(1), x.shape[-2:])
@@ -513,10 +515,8 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     adaptive pooling layers aside (they only resample the map before them); for an ensemble, each member's,
     joined by ``+``."""
     with _explaining(model), torch.no_grad():
-        if isinstance(model, Ensemble):
-            return LAYER_JOIN.join(member_layers(model, x))
         _, fired = _trace(model, x[:1])
-    return _pick_layer(model, fired)[0]
+    return LAYER_JOIN.join(name for name, _ in _default_picks(model, fired))
 
 
 # ----------------------------------------------------------------------------------------- any method

@@ -89,7 +89,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     import onnx
     import torch
 
-    from ferkit.models.checkpoint import MEMBER_MARK, checkpoint_digest, load_model
+    from ferkit.models.checkpoint import checkpoint_digest, load_model, spec_stem
 
     source: dict[str, str] = {}
     if isinstance(model, tuple):
@@ -99,7 +99,7 @@ def export_onnx(model: Any = "default", out: str | Path | None = None, *, tta: s
     else:
         net, config = load_model(model, device="cpu")
         source = {"source": str(model), "source_sha256": checkpoint_digest(model)}
-        out = out or Path.cwd() / f"{Path(str(model).replace(MEMBER_MARK, '-member')).stem}.onnx"
+        out = out or Path.cwd() / f"{spec_stem(model)}.onnx"
     if out is None:
         raise ModelError("give out= when exporting an in-memory model")
     tta = config.tta if tta is None else tta

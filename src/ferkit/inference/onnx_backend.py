@@ -220,11 +220,11 @@ def load_onnx_classifier(model: Any = "default", *, tta: str | None = None, devi
 
 
 def _cached_export(spec: str, tta: str | None) -> Path:
-    from ferkit.models.checkpoint import checkpoint_digest, load_checkpoint, resolve_checkpoint, split_member
+    from ferkit.models.checkpoint import checkpoint_digest, load_checkpoint, resolve_checkpoint, spec_stem, split_member
 
     ckpt_path = resolve_checkpoint(spec)
     _, member = split_member(spec)
-    stem = f"{ckpt_path.stem}{'' if member is None else f'-member{member}'}-{checkpoint_digest(spec)[:16]}-tta_"
+    stem = f"{spec_stem(spec)}-{checkpoint_digest(spec)[:16]}-tta_"
     if tta is not None and (cache_dir("onnx") / f"{stem}{tta}.onnx").is_file():
         return cache_dir("onnx") / f"{stem}{tta}.onnx"  # exported earlier: runs without PyTorch
     require("torch", "onnx", for_what=f"running {ckpt_path} on ONNX Runtime (it is exported to ONNX once)")
@@ -234,5 +234,5 @@ def _cached_export(spec: str, tta: str | None) -> Path:
     path = cache_dir("onnx") / f"{stem}{mode}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX once (cached at %s)", spec, path)
-        export_onnx(spec if member is not None else ckpt_path, path, tta=mode)
+        export_onnx(ckpt_path if member is None else spec, path, tta=mode)  # the file's path as its source
     return path

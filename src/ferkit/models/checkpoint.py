@@ -149,6 +149,13 @@ def member_range(spec: str | Path, count: int) -> str:
     return f"{spec}{MEMBER_MARK}0 to {spec}{MEMBER_MARK}{count - 1}"
 
 
+def spec_stem(spec: str | Path) -> str:
+    """A file name stem for what ``spec`` loads: ``best`` for runs/a/best.pt, ``ens-member1`` for ens.pt#1."""
+    base, index = split_member(spec)
+    stem = Path(base).stem
+    return stem if index is None else f"{stem}-member{index}"
+
+
 def checkpoint_digest(spec: str | Path) -> str:
     """SHA-256 of the checkpoint's file, with ``#K`` appended for a member: what caches of anything computed
     from the weights are keyed by (a shipped name is replaced by a new release under the same name)."""
