@@ -75,6 +75,36 @@ def test_an_ensembles_members_keep_their_training_records_shipped_or_not(tmp_pat
     assert got[1]["metrics"] == {"accuracy": 0.6}
 
 
+def test_a_member_of_another_ensemble_keeps_the_record_that_ensemble_kept(tmp_path, monkeypatch):
+    """Re-shipping with ``default#1`` (a member of the shipped ensemble) or ``runs/ens.pt#0``: no run folder
+    and no shipped file of its own; its record is the one its ensemble kept."""
+    import torch
+
+    from ferkit.models.ensemble import combine_checkpoints
+    from synthetic import seeded_checkpoint
+
+    ship_model = load_ship_model()
+    weights, runs = tmp_path / "weights", tmp_path / "runs"
+    weights.mkdir(), runs.mkdir()
+    for seed, command in ((0, "ferkit train --seed 0"), (1, "ferkit train --seed 1")):
+        path = seeded_checkpoint(runs / f"m{seed}.pt", arch="fernet_s", input_size=24, seed=seed)
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["meta"] = {"command": command, "epoch": 7 + seed}
+        torch.save(ckpt, path)
+    combine_checkpoints([runs / "m0.pt", runs / "m1.pt"], runs / "ens.pt")
+    shipped = torch.load(runs / "ens.pt", weights_only=True)
+    shipped["meta"]["members"][1] = {"source": "m1.pt", "command": "ferkit train --seed 1",
+                                     "hardware": {"cpus": 2}, "train_seconds": 60.0, "best_epoch": 8}
+    torch.save(shipped, weights / "default.pt")
+    monkeypatch.setattr(ship_model, "WEIGHTS_DIR", weights)
+    ensemble = tmp_path / "new.pt"
+    got = ship_model.member_info(ensemble, {"source": "default#1", "metrics": {"accuracy": 0.7}})
+    assert got == {"source": "default#1", "command": "ferkit train --seed 1", "hardware": {"cpus": 2},
+                   "train_seconds": 60.0, "best_epoch": 8, "metrics": {"accuracy": 0.7}}
+    got = ship_model.member_info(ensemble, {"source": "runs/ens.pt#0"})
+    assert got["command"] == "ferkit train --seed 0" and got["best_epoch"] == 7
+
+
 def test_rerun_tables_passes_only_flags_its_commands_take():
     # A renamed flag in a benchmark would otherwise surface on the day the tables are rerun.
     import importlib.util

@@ -30,7 +30,7 @@ from pathlib import Path
 from ferkit.evaluation.calibrate import fit_temperature, rescale
 from ferkit.models.ensemble import ARCH as ENSEMBLE_ARCH
 from ferkit.models.checkpoint import (SHIPPED_MODELS, WEIGHTS_DIR, ModelConfig, build_model, load_checkpoint,
-                                     load_state_dict_checked, save_checkpoint)
+                                     load_state_dict_checked, member_checkpoint, save_checkpoint, split_member)
 from ferkit.data import load_dataset, sample_faces
 from ferkit.evaluation.evaluate import evaluate_model
 from ferkit.inference.export import export_onnx, update_metadata
@@ -157,12 +157,18 @@ def ship_onnx_twin(name: str, data: str, split_name: str, *, int8: bool, split_d
 
 def member_info(ensemble: Path, member: dict) -> dict:
     """An ensemble member's training record: a shipped model's from its shipped file (read before anything is
-    written, so shipping the ensemble under that member's name still finds it), any other from its run folder.
+    written, so shipping the ensemble under that member's name still finds it), a member of another ensemble
+    (``default#1``, ``runs/ens.pt#0``) from the record that ensemble kept of it, any other from its run folder.
     Member paths are as given to `ferkit ensemble`: relative ones to the folder it ran in, the ensemble's."""
     source = member["source"]
-    if source in SHIPPED_MODELS:  # how load_checkpoint reads a name too (resolve_checkpoint)
-        own = load_checkpoint(WEIGHTS_DIR / f"{source}.pt")["meta"]
+    base, index = split_member(source)
+    if base in SHIPPED_MODELS or index is not None:  # how load_checkpoint reads a name too (resolve_checkpoint)
+        path = WEIGHTS_DIR / f"{base}.pt" if base in SHIPPED_MODELS else ensemble.parent / base
+        ckpt = load_checkpoint(path)
+        own = (ckpt if index is None else member_checkpoint(ckpt, index, str(base)))["meta"]
         info = {k: own[k] for k in ("command", "hardware", "train_seconds", "best_epoch") if k in own}
+        if "epoch" in own:  # an unshipped ensemble's record of a member names its best epoch so
+            info.setdefault("best_epoch", own["epoch"])
     else:
         info = {**run_info((ensemble.parent / source).parent), "best_epoch": member.get("epoch")}
     return {"source": source, **info, "metrics": member.get("metrics")}
