@@ -85,7 +85,8 @@ def test_a_member_of_another_ensemble_keeps_the_record_that_ensemble_kept(tmp_pa
 
     ship_model = load_ship_model()
     weights, runs = tmp_path / "weights", tmp_path / "runs"
-    weights.mkdir(), runs.mkdir()
+    weights.mkdir()
+    runs.mkdir()
     for seed, command in ((0, "ferkit train --seed 0"), (1, "ferkit train --seed 1")):
         path = seeded_checkpoint(runs / f"m{seed}.pt", arch="fernet_s", input_size=24, seed=seed)
         ckpt = torch.load(path, weights_only=True)

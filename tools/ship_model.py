@@ -167,7 +167,7 @@ def member_info(ensemble: Path, member: dict) -> dict:
         ckpt = load_checkpoint(path)
         own = (ckpt if index is None else member_checkpoint(ckpt, index, str(base)))["meta"]
         info = {k: own[k] for k in ("command", "hardware", "train_seconds", "best_epoch") if k in own}
-        if "epoch" in own:  # an unshipped ensemble's record of a member names its best epoch so
+        if "epoch" in own:  # an ensemble not yet shipped keeps its member's best epoch under this key
             info.setdefault("best_epoch", own["epoch"])
     else:
         info = {**run_info((ensemble.parent / source).parent), "best_epoch": member.get("epoch")}
